@@ -1,0 +1,11 @@
+"""sclseg: semi-supervised semantic segmentation with the Structured Consistency Loss (Kim, Jang, Park 2020).
+
+Importing the package registers its classes with the transformers Auto* factories.
+The public API is listed explicitly below (no lazy imports).
+"""
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+]

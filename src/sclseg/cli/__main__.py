@@ -1,0 +1,5 @@
+import sys
+
+from sclseg.cli import main
+
+sys.exit(main())
