@@ -6,6 +6,19 @@ The public API is listed explicitly below (no lazy imports).
 
 __version__ = "0.1.0"
 
+from .models import (
+    DeepLabV3PlusConfig,
+    DeepLabV3PlusForSemanticSegmentation,
+    SCLImageProcessor,
+    WideResNetBackbone,
+    WideResNetConfig,
+)
+
 __all__ = [
     "__version__",
+    "DeepLabV3PlusConfig",
+    "DeepLabV3PlusForSemanticSegmentation",
+    "SCLImageProcessor",
+    "WideResNetBackbone",
+    "WideResNetConfig",
 ]

@@ -11,6 +11,7 @@ import importlib
 import sys
 
 _COMMAND_MODULES: tuple[str, ...] = (
+    "convert_nvidia",
 )
 
 
