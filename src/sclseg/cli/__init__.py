@@ -12,6 +12,7 @@ import sys
 
 _COMMAND_MODULES: tuple[str, ...] = (
     "convert_nvidia",
+    "pack_unlabeled",
 )
 
 
