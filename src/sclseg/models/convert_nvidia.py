@@ -111,11 +111,14 @@ def _load_exactly(model: torch.nn.Module, state: Mapping[str, torch.Tensor], sou
             f"unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
         )
     for key, value in state.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
+        if tuple(value.shape) != tuple(expected[key].shape) or value.dtype != expected[key].dtype:
             raise CheckpointError(
-                f"{source}: tensor '{key}' has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}"
+                f"{source}: tensor '{key}' has shape {tuple(value.shape)} and dtype {value.dtype}, expected "
+                f"{tuple(expected[key].shape)} and {expected[key].dtype}"
             )
-    model.load_state_dict(state, strict=True)
+    # The model was built on the meta device: `assign` adopts the checkpoint's tensors, so 137M parameters are
+    # neither allocated twice nor initialised only to be overwritten.
+    model.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True, assign=True)
 
 
 def convert_deepwv3plus(
@@ -131,7 +134,8 @@ def convert_deepwv3plus(
             f"{checkpoint} has {classifier.shape[0]} classes but the target config has {config.num_labels}; "
             f"pass --num-labels {classifier.shape[0]}"
         )
-    model = DeepLabV3PlusForSemanticSegmentation(config)
+    with torch.device("meta"):
+        model = DeepLabV3PlusForSemanticSegmentation(config)
     _load_exactly(model, _rename_all(state, nvidia_key, checkpoint), checkpoint)
     return model.eval()
 
@@ -141,6 +145,7 @@ def convert_wider_resnet38(checkpoint: str | Path, config: WideResNetConfig | No
     checkpoint = Path(checkpoint)
     state = load_nvidia_state_dict(checkpoint)
     state = {k: v for k, v in state.items() if not k.startswith(_IMAGENET_ONLY)}
-    model = WideResNetBackbone(config or WideResNetConfig())
+    with torch.device("meta"):
+        model = WideResNetBackbone(config or WideResNetConfig())
     _load_exactly(model, _rename_all(state, nvidia_backbone_key, checkpoint), checkpoint)
     return model.eval()

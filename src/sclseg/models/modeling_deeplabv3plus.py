@@ -66,6 +66,9 @@ class DeepLabV3PlusDecoder(nn.Module):
         self.fuse1 = ConvNormReLU(config, fused_in, config.decoder_channels, 3)
         self.fuse2 = ConvNormReLU(config, config.decoder_channels, config.decoder_channels, 3)
         self.classifier = nn.Conv2d(config.decoder_channels, config.num_labels, 1, bias=False)
+        # NVIDIA initialises exactly these (its `final` block) with Kaiming normal; read by `_init_weights`.
+        for conv in (self.fuse1.conv, self.fuse2.conv, self.classifier):
+            conv.kaiming_fan_in_init = True
 
     def forward(self, low_level: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         context = F.interpolate(context, size=low_level.shape[-2:], mode="bilinear", align_corners=True)
@@ -83,7 +86,10 @@ class DeepLabV3PlusPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         # NVIDIA: PyTorch's default init for ASPP and the projections, Kaiming normal (fan_in, ReLU gain) and
         # BN (1, 0) for the decoder (`initialize_weights(self.final)` in Zhu et al.'s deepv3.py).
-        if isinstance(module, nn.Conv2d):
+        # The decision is per convolution: transformers skips parameter-less container modules of custom code.
+        if isinstance(module, nn.Conv2d) and getattr(module, "kaiming_fan_in_init", False):
+            init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+        elif isinstance(module, nn.Conv2d):
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
         elif isinstance(module, nn.BatchNorm2d):
             init.ones_(module.weight)
@@ -91,11 +97,6 @@ class DeepLabV3PlusPreTrainedModel(PreTrainedModel):
             init.zeros_(module.running_mean)
             init.ones_(module.running_var)
             init.zeros_(module.num_batches_tracked)
-        elif isinstance(module, DeepLabV3PlusDecoder):
-            # Children are visited first; this overrides their default init.
-            for name, conv in module.named_modules():
-                if isinstance(conv, nn.Conv2d) and name != "low_level_project":
-                    init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
 
 
 def _build_backbone(config: DeepLabV3PlusConfig) -> nn.Module:
