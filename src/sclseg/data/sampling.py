@@ -18,12 +18,13 @@ import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -122,8 +123,10 @@ def compute_centroids(label_paths: Sequence[str | Path], *, tile_size: int = 102
     workers = min(workers, len(jobs))
     if workers <= 1:
         return Centroids.from_per_image([_file_centroids(job) for job in jobs])
-    # "spawn": forking a process that already runs torch threads can deadlock.
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    # Workers only run numpy and PIL, so "fork" (Linux; what DataLoader workers use) is safe and avoids
+    # re-importing torch in every worker (~2 s each with "spawn").
+    method = "fork" if sys.platform == "linux" and "fork" in get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
         per_image = list(pool.map(_file_centroids, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
     return Centroids.from_per_image(per_image)
 
