@@ -1,5 +1,12 @@
 """Data: the Cityscapes label table, loaders, transforms, sampling, unlabeled streams, the synthetic default."""
 
 from .labels import CLASS_NAMES, ID2LABEL, IGNORE_INDEX, LABEL2ID, NUM_CLASSES, PALETTE
+from .packing import PackResult, pack_image_folder
+from .sampling import COARSE_BOOST_CLASSES, ClassUniformDataset, image_centroids, load_centroids
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform
+from .unlabeled import UnlabeledPairStream, load_unlabeled
 
 __all__ = ["CLASS_NAMES", "ID2LABEL", "IGNORE_INDEX", "LABEL2ID", "NUM_CLASSES", "PALETTE"]
+__all__ += ["PackResult", "pack_image_folder", "COARSE_BOOST_CLASSES", "ClassUniformDataset", "image_centroids",
+            "load_centroids", "IMAGENET_MEAN", "IMAGENET_STD", "EvalTransform", "TrainTransform",
+            "UnlabeledPairStream", "load_unlabeled"]
