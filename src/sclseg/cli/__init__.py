@@ -13,6 +13,7 @@ import sys
 _COMMAND_MODULES: tuple[str, ...] = (
     "convert_nvidia",
     "pack_unlabeled",
+    "make_synthetic",
 )
 
 
