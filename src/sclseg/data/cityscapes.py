@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from .labels import IGNORE_INDEX, label_ids_to_train_ids
+from .transforms import EvalTransform
 
 SPLITS: tuple[str, ...] = ("train", "val", "test", "train_extra")
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -184,30 +185,18 @@ def read_label(path: str | Path) -> np.ndarray:
     return label_ids_to_train_ids(np.asarray(image))
 
 
-def _normalize(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32 normalised with the ImageNet mean/std (the backbone's pretraining)."""
-    mean = torch.tensor((0.485, 0.456, 0.406)).view(3, 1, 1)
-    std = torch.tensor((0.229, 0.224, 0.225)).view(3, 1, 1)
-    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-    return (pixels - mean) / std
-
-
-def _default_transform(image: np.ndarray, label: np.ndarray | None, **_: object):
-    return _normalize(image), (None if label is None else torch.from_numpy(label.astype(np.int64)))
-
-
 class CityscapesDataset(torch.utils.data.Dataset):
     """Cityscapes items as `{"pixel_values": (3, h, w) float32, "labels": (h, w) int64, "image_id": str}`.
 
     `transform(image, label, *, generator=None, center=None) -> (pixel_values, labels | None)` gets the
-    (H, W, 3) uint8 image and (H, W) uint8 train ids (None for test items); the default only normalises.
-    Items without labels get `labels` filled with 255 (ignore). An index may be `(index, (y, x))`: the
-    class-uniform sampler asks for a crop that contains the pixel `(y, x)` this way.
+    (H, W, 3) uint8 image and (H, W) uint8 train ids (None for test items); the default, `EvalTransform`,
+    only normalises with the ImageNet mean/std. Items without labels get `labels` filled with 255 (ignore).
+    An index may also be `(index, (y, x))`, passed on as `center`: a crop that contains pixel (y, x).
     """
 
     def __init__(self, items: Sequence[CityscapesItem], transform: Transform | None = None) -> None:
         self.items = list(items)
-        self.transform = transform if transform is not None else _default_transform
+        self.transform = transform if transform is not None else EvalTransform()
 
     @classmethod
     def from_root(cls, root: str | Path, split: str, transform: Transform | None = None) -> CityscapesDataset:
