@@ -14,8 +14,6 @@ from sclseg.data.transforms import (
     adjust_hue,
     apply_geometry,
     gaussian_blur,
-    hsv_to_rgb,
-    rgb_to_hsv,
 )
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -197,13 +195,17 @@ def test_eval_transform_normalises_only():
     assert EvalTransform()(image, None)[1] is None
 
 
-def test_hsv_matches_colorsys_and_hue_rotates():
+@pytest.mark.parametrize("shift", [-0.5, -0.25, -0.1, 0.0, 0.13, 0.25, 0.5])
+def test_hue_shift_matches_colorsys(shift):
     pixels = torch.rand(3, 6, 7, generator=torch.Generator().manual_seed(0))
     pixels[:, 0, 0] = 0.5  # grey: zero chroma
-    hsv = rgb_to_hsv(pixels)
-    expected = [[colorsys.rgb_to_hsv(*pixels[:, i, j].tolist()) for j in range(7)] for i in range(6)]
-    assert np.allclose(hsv.permute(1, 2, 0).numpy(), np.array(expected), atol=1e-5)
-    assert torch.allclose(hsv_to_rgb(hsv), pixels, atol=1e-5)
+    pixels[:, 0, 1] = torch.tensor([0.2, 0.7, 0.7])  # a tie between the maximal channels
+    expected = np.zeros((3, 6, 7))
+    for i in range(6):
+        for j in range(7):
+            h, s, v = colorsys.rgb_to_hsv(*pixels[:, i, j].tolist())
+            expected[:, i, j] = colorsys.hsv_to_rgb((h + shift) % 1.0, s, v)
+    assert np.allclose(adjust_hue(pixels, shift).numpy(), expected, atol=1e-5)
     red = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
     assert torch.allclose(adjust_hue(red, 1 / 3), torch.tensor([0.0, 1.0, 0.0]).view(3, 1, 1), atol=1e-5)
 
