@@ -222,3 +222,5 @@ def test_bad_input():
         predict_probabilities(PixelModel(), image()[0])
     with pytest.raises(ValueError, match="floating"):
         predict_probabilities(PixelModel(), image().long())
+    with pytest.raises(ValueError, match="empty"):
+        predict_probabilities(PixelModel(), image(b=0), mode="sliding", tile=8)

@@ -56,6 +56,8 @@ def _validate(pixel_values: torch.Tensor, mode: str, tile: int, stride: int | No
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     if pixel_values.dim() != 4:
         raise ValueError(f"pixel_values must be 4-D (B, C, H, W), got shape {tuple(pixel_values.shape)}")
+    if 0 in pixel_values.shape:
+        raise ValueError(f"pixel_values must not be empty, got shape {tuple(pixel_values.shape)}")
     if not pixel_values.is_floating_point():
         raise ValueError(f"pixel_values must be a floating-point tensor, got {pixel_values.dtype}")
     if isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0:
