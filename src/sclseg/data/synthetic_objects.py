@@ -246,7 +246,7 @@ def draw_pole(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, z
 
 
 def draw_tree(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, z: float) -> None:
-    """A tree (21; trunk and crown are both vegetation in Cityscapes): 3-6 overlapping crown ellipses."""
+    """A tree (21; trunk and crown are both vegetation in Cityscapes): 3-5 overlapping crown ellipses."""
     trunk_h, radius = rng.uniform(1.8, 4.0), rng.uniform(1.2, 3.0)
     green = rng.choice([[0.2, 0.4, 0.1], [0.15, 0.3, 0.1], [0.45, 0.4, 0.1], [0.5, 0.25, 0.05]], p=(0.5, 0.3, 0.1, 0.1))
     p = front_patch(cam, X - 1.5 * radius, X + 1.5 * radius, z, 0.0, trunk_h + 2.2 * radius)
@@ -255,7 +255,7 @@ def draw_tree(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, z
     u, v = p.u - 1.5 * radius, p.v
     trunk = (np.abs(u) < 0.15 + 0.02 * trunk_h) & (v < trunk_h + 0.5)
     crown = np.zeros_like(trunk)
-    for _ in range(rng.integers(3, 7)):
+    for _ in range(rng.integers(3, 6)):
         cu, cv = rng.uniform(-0.6, 0.6) * radius, trunk_h + radius * rng.uniform(0.6, 1.3)
         crown |= ellipse_mask(u, v, (cu, cv), radius * rng.uniform(0.5, 0.9), radius * rng.uniform(0.5, 0.9))
     bark = rng.uniform(0.15, 0.3) * np.float32([1.0, 0.8, 0.6])

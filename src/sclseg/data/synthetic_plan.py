@@ -56,8 +56,8 @@ def _roadside(canvas: Canvas, cam: Camera, rng, sides, featured: int | None, ite
         if rng.random() < 0.7:
             outer = street.sidewalk if street.sidewalk - street.parking > 2 else min(street.terrain, street.sidewalk + 4)
             X = sign * max(outer - 0.8, street.parking + 0.3)
-            for z in _series(rng, (4, 14), (7, 16), 120):
-                if rng.random() < 0.85:
+            for z in _series(rng, (4, 14), (8, 20), 120):
+                if rng.random() < 0.8:
                     items.append((z, lambda X=X, z=z: draw_tree(canvas, cam, rng, X, z)))
         if rng.random() < 0.85 or (featured == LIGHT and index == light_side):
             X = sign * (street.parking + 0.35)
