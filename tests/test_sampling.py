@@ -182,12 +182,19 @@ def test_ranks_differ_and_items_replay_from_the_global_rng(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(per_rank[0], replay))
 
 
-def test_works_with_a_dataloader_and_random_sampler(tmp_path):
-    dataset = _dataset(tmp_path, crop=16)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=2, sampler=torch.utils.data.RandomSampler(dataset))
-    batch = next(iter(loader))
-    assert batch["pixel_values"].shape == (2, 3, 16, 16) and batch["labels"].shape == (2, 16, 16)
-    assert len(batch["image_id"]) == 2
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_works_with_a_dataloader_and_replays_from_the_seed(tmp_path, num_workers):
+    dataset = _dataset(tmp_path, crop=16, epoch_size=8)
+    batches = []
+    for _ in range(2):
+        torch.manual_seed(5)  # the sampler order and the workers' RNGs both derive from the global RNG
+        loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=num_workers,
+                                             sampler=torch.utils.data.RandomSampler(dataset))
+        batches.append(list(loader))
+    assert len(batches[0]) == 4 and batches[0][0]["pixel_values"].shape == (2, 3, 16, 16)
+    assert batches[0][0]["labels"].shape == (2, 16, 16) and len(batches[0][0]["image_id"]) == 2
+    for first, second in zip(*batches):
+        assert torch.equal(first["pixel_values"], second["pixel_values"])
 
 
 def test_unlabeled_items_are_rejected(tmp_path):
