@@ -121,6 +121,8 @@ def test_missing_label_folder_or_file(tmp_path):
     _write_pair(root / "leftImg8bit" / "train", None, "a", "a_000000_000019", "")
     with pytest.raises(FileNotFoundError, match="no gtFine/train folder"):
         list_split(root, "train")
+    (image_only,) = list_split(root, "train", labels=False)
+    assert image_only.label_path is None and image_only.image_id == "a_000000_000019"
     (root / "gtFine" / "train" / "a").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="a_000000_000019_gtFine_labelIds.png is missing"):
         list_split(root, "train")

@@ -116,19 +116,20 @@ def _split_error(layout: CityscapesLayout, split: str, what: str) -> FileNotFoun
     return FileNotFoundError(f"{what}; {EXPECTED_LAYOUT}; splits found under {layout.root}: {found}")
 
 
-def list_split(root: str | Path | CityscapesLayout, split: str) -> list[CityscapesItem]:
+def list_split(root: str | Path | CityscapesLayout, split: str, *, labels: bool = True) -> list[CityscapesItem]:
     """All images of `split` ("train", "val", "test" or "train_extra"), sorted by (city, image id).
 
     Train/val items carry their gtFine labelIds file, train_extra its gtCoarse file, test items `None`.
     A missing split or label folder, an empty split, or a labeled image without its label file raises
-    `FileNotFoundError` naming the expected layout (or the missing file).
+    `FileNotFoundError` naming the expected layout (or the missing file). `labels=False` lists images only
+    (label_path None, no label folder needed), e.g. `train_extra` as unlabeled data without gtCoarse.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown Cityscapes split {split!r}; expected one of {SPLITS}")
     layout = find_cityscapes_root(root)
     if split not in layout.image_dirs:
         raise _split_error(layout, split, f"split {split!r} has no leftImg8bit/{split} folder")
-    source = _LABEL_SOURCE[split]
+    source = _LABEL_SOURCE[split] if labels else None
     if source is not None and split not in layout.label_dirs:
         raise _split_error(layout, split, f"split {split!r} has images but no {source[0]}/{split} folder")
     items = []
