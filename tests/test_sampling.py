@@ -23,6 +23,15 @@ from sclseg.data.sampling import (
 from sclseg.data.transforms import TrainTransform
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors: OpenMP start-up per op costs more than the work, badly so on a shared 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _brute_force(label, tile, num_classes=19):
     rows = []
     for ty in range(0, label.shape[0], tile):

@@ -16,6 +16,15 @@ from sclseg.data.transforms import TrainTransform
 from sclseg.data.unlabeled import UnlabeledPairStream, load_unlabeled
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors: OpenMP start-up per op costs more than the work, badly so on a shared 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _identity(image, label, *, generator=None, center=None):
     """A transform that keeps the raw pixels, so a pair's images can be identified by value."""
     return torch.from_numpy(image).permute(2, 0, 1).float(), None
