@@ -39,7 +39,8 @@ CITIES: dict[str, tuple[str, ...]] = {
     "train_extra": ("voxelfeld", "meshingen", "texelmund"),
 }
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2, "train_extra": 3}
-_IMAGE_PNG = {"compress_level": 1, "compress_type": 2}  # Huffman only: noisy photos hardly compress (~0.7x); ~1.5x faster than deflate
+# Huffman-only coding (zlib strategy 2): noisy photos hardly compress anyway (~0.7x), ~1.5x faster than deflate.
+_IMAGE_PNG = {"compress_level": 1, "compress_type": 2}
 _LABEL_PNG = {"compress_level": 1}  # flat label maps compress ~100x even at level 1
 
 
@@ -57,6 +58,7 @@ class SyntheticParams:
     version: int = SYNTHETIC_VERSION
 
     def counts(self) -> dict[str, int]:
+        """Images per split, keyed like the Cityscapes folders."""
         return {"train": self.train, "val": self.val, "test": self.test, "train_extra": self.extra}
 
 

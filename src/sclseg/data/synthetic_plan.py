@@ -54,7 +54,8 @@ def _roadside(canvas: Canvas, cam: Camera, rng, sides, featured: int | None, ite
     light_side = rng.integers(2)
     for index, (sign, street) in enumerate(sides):
         if rng.random() < 0.7:
-            outer = street.sidewalk if street.sidewalk - street.parking > 2 else min(street.terrain, street.sidewalk + 4)
+            wide_walk = street.sidewalk - street.parking > 2
+            outer = street.sidewalk if wide_walk else min(street.terrain, street.sidewalk + 4)
             X = sign * max(outer - 0.8, street.parking + 0.3)
             for z in _series(rng, (4, 14), (8, 20), 120):
                 if rng.random() < 0.8:
@@ -102,14 +103,14 @@ def _people(canvas: Canvas, cam: Camera, rng, left: Street, right: Street, featu
             -left.road, right.road)
         z = rng.uniform(4, 60)
         items.append((z, lambda X=X, z=z: draw_person(canvas, cam, rng, X, z)))
-    riders = [(False, True, p) for p in (0.12,)] + [(True, rng.random() < 0.8, 0.06)]
-    for motor, ridden, prob in riders:
-        wanted = (MOTORCYCLE if motor else BICYCLE), (RIDER if ridden else None)
-        forced = featured in wanted or (featured == RIDER and not motor)
+    # (motorised, probability, featured classes that force it): bicycles are ridden, motorcycles mostly.
+    for motor, prob, forcing in ((False, 0.12, (BICYCLE, RIDER)), (True, 0.06, (MOTORCYCLE,))):
+        forced = featured in forcing
+        ridden = not motor or forced or rng.random() < 0.8
         if forced or rng.random() < prob:
             z = rng.uniform(6, 18) if forced else rng.uniform(6, 60)
             X = rng.uniform(right.road - 2.5, right.road - 0.8)
-            items.append((z, lambda X=X, z=z, m=motor, r=ridden or forced: draw_bike(canvas, cam, rng, X, z, m, r)))
+            items.append((z, lambda X=X, z=z, m=motor, r=ridden: draw_bike(canvas, cam, rng, X, z, m, r)))
     if rng.random() < 0.15:
         sign, street = (-1, left) if rng.random() < 0.5 else (1, right)
         X, z = sign * (street.sidewalk - 0.5), rng.uniform(4, 30)

@@ -70,6 +70,7 @@ class Canvas:
 
     @classmethod
     def blank(cls, height: int, width: int, rng: np.random.Generator) -> Canvas:
+        """An empty canvas (label 0, sky depth) with fresh noise fields and per-side sunlight."""
         return cls(
             image=np.zeros((height, width, 3), np.float32),
             label=np.zeros((height, width), np.uint8),
@@ -81,6 +82,7 @@ class Canvas:
         )
 
     def new_instance(self) -> int:
+        """A fresh instance id (for coarse labels, which drop whole objects)."""
         self.next_instance += 1
         return self.next_instance - 1
 
@@ -169,4 +171,5 @@ def segment_mask(u: np.ndarray, v: np.ndarray, a: tuple[float, float], b: tuple[
 
 
 def ellipse_mask(u: np.ndarray, v: np.ndarray, centre: tuple[float, float], ru: float, rv: float) -> np.ndarray:
+    """Pixels inside the axis-aligned ellipse with radii (ru, rv) metres in face coordinates."""
     return ((u - centre[0]) / ru) ** 2 + ((v - centre[1]) / rv) ** 2 <= 1.0
