@@ -96,13 +96,22 @@ def test_shuffling_depends_on_seed_and_epoch(shards):
     assert orders[0] != orders[1] and orders[0][0] != orders[0][1]
 
 
-@pytest.mark.parametrize("rank,world_size,mode", [(0, 1, "same"), (1, 2, "same"), (0, 1, "different")])
-def test_resume_from_state_dict_is_exact(shards, rank, world_size, mode):
+@pytest.mark.parametrize("source,rank,world_size,mode", [
+    ("shards4", 0, 1, "same"), ("shards4", 1, 2, "same"), ("shards4", 0, 1, "different"),
+    ("shards3", 1, 2, "same"),  # 3 shards on 2 ranks: datasets deals every 2nd example instead of shards
+    ("folder", 0, 2, "same"),  # an image folder is a single shard
+])
+def test_resume_from_state_dict_is_exact(tmp_path, source, rank, world_size, mode):
+    images = _write_folder(tmp_path / "images", count=11)
+    if source != "folder":
+        source = pack_image_folder(images, tmp_path / "shards", num_shards=int(source[-1]), rows_per_group=2).shards
+    else:
+        source = images
     options = dict(shuffle_buffer=5, seed=3, rank=rank, world_size=world_size, pair_mode=mode, max_epochs=2)
     transform = TrainTransform(8)
 
     def fresh():
-        return UnlabeledPairStream(load_unlabeled(shards.shards), transform, **options)
+        return UnlabeledPairStream(load_unlabeled(source), transform, **options)
 
     reference = list(fresh())
     assert len(reference) > 4
