@@ -1,0 +1,442 @@
+"""Losses of the Structured Consistency Loss method (Kim, Jang, Park 2020; DESIGN §1).
+
+- ``relaxed_boundary_loss``: the labeled loss ``L_x`` (paper eq. 2), boundary label relaxation of
+  Zhu et al. 2019 with the options of NVIDIA's Cityscapes recipe (``loss.py``, ``ImgWtLossSoftNLL``).
+- ``pixel_consistency_loss``: ``L_c`` (eq. 4).
+- ``structured_consistency_loss``: ``L_sc`` (eqs. 7–10), pair-sampled, O(last_boxes·max_pairs·C).
+- ``structured_consistency_loss_dense``: every pair, float64; the reference the tests compare against.
+
+All functions are pure: tensors in, a scalar tensor out, no state, any device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "relaxed_boundary_loss",
+    "pixel_consistency_loss",
+    "structured_consistency_loss",
+    "structured_consistency_loss_dense",
+]
+
+# Cosine similarity divides by max(‖p‖, eps) (torch.nn.functional.normalize's default eps) so that an
+# all-zero vector gives similarity 0 instead of NaN. Probability vectors have ‖p‖ ≥ 1/sqrt(C).
+_COSINE_EPS = 1e-12
+# Boxes with max_pairs < |T_n|² ≤ 16·max_pairs get a uniform subset *without* replacement (all |T_n|² pairs
+# are enumerated, so this costs at most 16·max_pairs per box); above it, pairs are drawn *with* replacement:
+# the expected share of repeated draws, ≈ max_pairs / (2·|T_n|²), is then below 1/32 ≈ 3%.
+_SUBSET_FACTOR = 16
+
+
+# --------------------------------------------------------------------------------------------------------
+# L_x: relaxed boundary cross-entropy (eq. 2)
+# --------------------------------------------------------------------------------------------------------
+
+
+def relaxed_boundary_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    window: int = 3,
+    class_weight_bound: float = 0.0,
+    strict_classes: Sequence[int] = (),
+    ignore_index: int = 255,
+    boundary_weight: float = 1.0,
+) -> torch.Tensor:
+    """Cross-entropy with boundary label relaxation (paper eq. 2; Zhu et al. 2019).
+
+    For pixel ``p`` let ``B(p)`` be the classes present in the ``window × window`` neighbourhood of ``p``
+    (neighbours outside the image and ``ignore_index`` labels contribute no class). The pixel's loss is
+    ``−(mean_{c∈B(p)} w_c) · log Σ_{k∈B(p)} softmax(logits)_k``, so a pixel whose window holds classes a and b
+    pays only ``−log(p_a + p_b)``. ``window=1`` with no weights is ``F.cross_entropy`` per image.
+
+    Args:
+        logits: (B, C, H, W) float, at the label size.
+        labels: (B, H, W) int64 train ids in [0, C) or ``ignore_index``.
+        window: odd window side ``w`` (3 in the paper).
+        class_weight_bound: per-image class weights ``w_c = 1 + bound·(1 − f_c)`` for classes with
+            ``f_c > 0`` (else 1), where ``f_c`` is class c's share of the image's multi-hot window target
+            including one "ignore" channel (set by ignore labels and out-of-image neighbours). 0 gives
+            ``w_c = 1``; NVIDIA's Cityscapes recipe uses 1.0.
+        strict_classes: train ids whose own pixels keep a one-hot target (no relaxation); NVIDIA's
+            Cityscapes recipe uses (5, 6, 7, 11, 12, 17, 18).
+        ignore_index: label value of unlabeled pixels.
+        boundary_weight: loss weight of pixels on a label boundary (a 4-neighbour inside the image has a
+            different label, ignore included: skimage ``find_boundaries(mode="thick")``, as NVIDIA uses).
+            Boundary pixels also count this many times in ``f_c``. The "relaxation off" phase of NVIDIA's
+            recipe (after epoch 100 of 175) is ``window=1, boundary_weight=2.0``.
+
+    Returns:
+        Scalar in the promoted float dtype of ``logits`` (at least float32). Each image's loss is the
+        mean over its pixels with non-empty ``B(p)``; the batch loss is the mean over images that have
+        such pixels (0, still attached to the graph, if none has).
+
+    Raises:
+        ValueError: bad shapes or dtypes, an even ``window``, label or strict class values out of range.
+    """
+    _check_labeled_inputs(logits, labels, window, strict_classes, ignore_index)
+    num_classes = logits.shape[1]
+    compute_dtype = torch.promote_types(logits.dtype, torch.float32)
+    own, target = _window_targets(labels, num_classes, window, ignore_index, compute_dtype)
+    if strict_classes:
+        strict = torch.isin(labels, torch.tensor(list(strict_classes), device=labels.device))
+        target = torch.where(strict.unsqueeze(1), own, target)
+    pixel_weight = _boundary_pixel_weight(labels, boundary_weight, compute_dtype)
+    in_window = target[:, :num_classes] > 0  # (B, C, H, W): the set B(p)
+    valid = in_window.any(dim=1)  # (B, H, W)
+    class_factor = _mean_class_weight(target, in_window, pixel_weight, class_weight_bound)
+    log_mass = _log_window_mass(logits.to(compute_dtype), in_window, valid)
+    pixel_loss = -(class_factor * log_mass)
+    if pixel_weight is not None:
+        pixel_loss = pixel_loss * pixel_weight
+    pixel_loss = torch.where(valid, pixel_loss, torch.zeros_like(pixel_loss))
+    return _mean_over_images(pixel_loss, valid)
+
+
+def _check_labeled_inputs(
+    logits: torch.Tensor, labels: torch.Tensor, window: int, strict_classes: Sequence[int], ignore_index: int
+) -> None:
+    if logits.dim() != 4 or not logits.is_floating_point():
+        raise ValueError(f"logits must be a float (B, C, H, W) tensor, got {logits.dtype} {tuple(logits.shape)}")
+    if labels.dim() != 3 or labels.shape != logits.shape[:1] + logits.shape[2:]:
+        raise ValueError(f"labels must be (B, H, W) = {tuple(logits.shape[:1] + logits.shape[2:])}, got {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be a positive odd integer, got {window}")
+    num_classes = logits.shape[1]
+    if 0 <= ignore_index < num_classes:
+        raise ValueError(f"ignore_index {ignore_index} collides with a class id in [0, {num_classes})")
+    bad = (labels != ignore_index) & ((labels < 0) | (labels >= num_classes))
+    if bad.any():
+        raise ValueError(f"labels must be in [0, {num_classes}) or {ignore_index}, got {labels[bad][0].item()}")
+    if any(not 0 <= c < num_classes for c in strict_classes):
+        raise ValueError(f"strict_classes must be in [0, {num_classes}), got {tuple(strict_classes)}")
+
+
+def _window_targets(
+    labels: torch.Tensor, num_classes: int, window: int, ignore_index: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-hot and window multi-hot targets, (B, C + 1, H, W) each, channel C = "ignore".
+
+    Out-of-image neighbours set the ignore channel (DESIGN §1). NVIDIA's ``RelaxedBoundaryLossToTensor``
+    shifts with ``np.roll`` instead, which wraps the opposite image border into the window.
+    """
+    radius = window // 2
+    index = torch.where(labels == ignore_index, num_classes, labels).long()
+    padded = F.pad(index, (radius, radius, radius, radius), value=num_classes)
+    batch, height, width = labels.shape
+    one_hot = torch.zeros(batch, num_classes + 1, *padded.shape[1:], dtype=dtype, device=labels.device)
+    one_hot.scatter_(1, padded.unsqueeze(1), 1.0)
+    own = one_hot[:, :, radius : radius + height, radius : radius + width]
+    if window == 1:
+        return own, own
+    return own, F.max_pool2d(one_hot, kernel_size=window, stride=1)
+
+
+def _boundary_pixel_weight(labels: torch.Tensor, boundary_weight: float, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, H, W) weights: ``boundary_weight`` on label boundaries, 1 elsewhere; None when the weight is 1."""
+    if boundary_weight == 1.0:
+        return None
+    boundary = torch.zeros_like(labels, dtype=torch.bool)
+    vertical = labels[:, 1:, :] != labels[:, :-1, :]
+    horizontal = labels[:, :, 1:] != labels[:, :, :-1]
+    boundary[:, 1:, :] |= vertical
+    boundary[:, :-1, :] |= vertical
+    boundary[:, :, 1:] |= horizontal
+    boundary[:, :, :-1] |= horizontal
+    return torch.where(boundary, boundary_weight, 1.0).to(dtype)
+
+
+def _mean_class_weight(
+    target: torch.Tensor, in_window: torch.Tensor, pixel_weight: torch.Tensor | None, bound: float
+) -> torch.Tensor:
+    """(B, H, W) factor ``mean_{c∈B(p)} w_c`` with per-image weights ``w_c = 1 + bound·(1 − f_c)``.
+
+    Frequencies are per image, as NVIDIA's ``ImgWtLossSoftNLL`` without ``BATCH_WEIGHTING``; boundary
+    pixels count ``boundary_weight`` times there because NVIDIA doubles their target in that phase.
+    """
+    if bound == 0.0:
+        return torch.ones_like(in_window[:, 0], dtype=target.dtype)
+    weighted = target if pixel_weight is None else target * pixel_weight.unsqueeze(1)
+    counts = weighted.sum(dim=(2, 3))  # (B, C + 1)
+    share = counts / counts.sum(dim=1, keepdim=True).clamp_min(1.0)
+    share = share[:, :-1]
+    class_weight = torch.where(share > 0, 1.0 + bound * (1.0 - share), torch.ones_like(share))
+    member = in_window.to(target.dtype)
+    summed = (member * class_weight[:, :, None, None]).sum(dim=1)
+    return summed / member.sum(dim=1).clamp_min(1.0)
+
+
+def _log_window_mass(logits: torch.Tensor, in_window: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) ``log Σ_{k∈B(p)} softmax(logits)_k``, computed stably as a difference of logsumexps.
+
+    Pixels with empty ``B(p)`` use all classes (giving 0, finite gradients) and are masked by the caller.
+    """
+    members = in_window | ~valid.unsqueeze(1)
+    masked = logits.masked_fill(~members, float("-inf"))
+    return torch.logsumexp(masked, dim=1) - torch.logsumexp(logits, dim=1)
+
+
+def _mean_over_images(pixel_loss: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean over each image's valid pixels, then over images that have any.
+
+    NVIDIA's ``custom_nll`` divides each image's sum by (valid pixels + 1) and sums over images, and
+    passes the border weights of the *whole batch* for every image, so with batch size > 1 each image's
+    loss is divided by the other images' border weights too. That is a bug; we do not reproduce it.
+    """
+    per_image_count = valid.sum(dim=(1, 2))
+    per_image = pixel_loss.sum(dim=(1, 2)) / per_image_count.clamp_min(1)
+    has_pixels = per_image_count > 0
+    return per_image.sum() / has_pixels.sum().clamp_min(1)
+
+
+# --------------------------------------------------------------------------------------------------------
+# L_c: pixel consistency (eq. 4)
+# --------------------------------------------------------------------------------------------------------
+
+
+def pixel_consistency_loss(student_probs: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
+    """Pixel consistency ``L_c`` (paper eq. 4): squared L2 distance of probability vectors.
+
+    ``mean over batch and pixels of Σ_c (p_s − p_t)²`` -- summed over classes, not averaged as
+    ``nn.MSELoss`` would (that would silently divide λ_c = 20 by C = 19).
+
+    Args:
+        student_probs: (B, C, H, W) float probabilities ``p_s(u_m)``; gradients flow into it.
+        teacher_probs: (B, C, H, W) float guessed labels ``p_mt``; detached (no gradient, ever).
+
+    Returns:
+        Scalar, promoted float dtype (at least float32). No ignore value: every pixel counts.
+
+    Raises:
+        ValueError: shapes differ, not 4-D, or NaN/inf values.
+    """
+    _check_probability_pair(student_probs, teacher_probs)
+    dtype = torch.promote_types(student_probs.dtype, torch.float32)
+    difference = student_probs.to(dtype) - teacher_probs.detach().to(dtype)
+    return difference.square().sum(dim=1).mean()
+
+
+def _check_probability_pair(student_probs: torch.Tensor, teacher_probs: torch.Tensor) -> None:
+    if student_probs.dim() != 4 or not student_probs.is_floating_point():
+        raise ValueError(
+            f"student_probs must be a float (B, C, H, W) tensor, got {student_probs.dtype} {tuple(student_probs.shape)}"
+        )
+    if teacher_probs.shape != student_probs.shape or not teacher_probs.is_floating_point():
+        raise ValueError(
+            f"teacher_probs must be float with the student's shape {tuple(student_probs.shape)}, "
+            f"got {teacher_probs.dtype} {tuple(teacher_probs.shape)}"
+        )
+    for name, probs in (("student_probs", student_probs), ("teacher_probs", teacher_probs)):
+        if not torch.isfinite(probs).all():
+            raise ValueError(f"{name} contains NaN or inf values")
+
+
+# --------------------------------------------------------------------------------------------------------
+# L_sc: structured consistency (eqs. 7–10)
+# --------------------------------------------------------------------------------------------------------
+
+
+def structured_consistency_loss(
+    student_probs: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    owner: torch.Tensor,
+    *,
+    num_boxes: int,
+    last_boxes: int = 16,
+    max_pairs: int | None = 9000,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Structured consistency ``L_sc`` (paper eq. 10), sampled in O(last_boxes · max_pairs · C).
+
+    For each of the last ``last_boxes`` boxes ``n`` of each sample, ``T_n = {p : owner(p) = n}`` are the
+    pixels of box n that no later box covers. Over ordered pairs ``(i, j) ∈ T_n × T_n`` (diagonal
+    included) the loss averages ``(a^s_ij − a^t_ij)²`` with ``a_ij = p_iᵀp_j / (‖p_i‖‖p_j‖)``, sums over
+    boxes (an empty ``T_n`` adds 0) and averages over the batch. Which pairs (eq. 9):
+
+    - ``max_pairs is None`` or ``|T_n|² ≤ max_pairs``: every pair -- equal to the dense eq. 8;
+    - ``max_pairs < |T_n|² ≤ 16·max_pairs``: ``max_pairs`` pairs uniformly without replacement;
+    - ``|T_n|² > 16·max_pairs``: ``max_pairs`` pairs uniformly with replacement (< 3% repeats expected).
+
+    Every sampled estimate is unbiased for the box's dense mean. No ``|T_n| × |T_n|`` matrix is formed;
+    memory is O(B·H·W) int64 for grouping pixels by box plus O(B·last_boxes·max_pairs·C) for the pairs
+    (``max_pairs=None`` costs O(Σ|T_n|²·C), like the dense loss).
+
+    Args:
+        student_probs: (B, C, H, W) float ``p_s(u_m)``; gradients flow through it, including through the
+            cosine normalisation (SKD detaches the norm; we do not).
+        teacher_probs: (B, C, H, W) float ``p_mt``; detached.
+        owner: (B, H, W) integer, values in [−1, num_boxes − 1]: the last box covering each pixel
+            (``CutMixBoxes.owner``), −1 where none.
+        num_boxes: N, the number of boxes drawn.
+        last_boxes: N_box; only boxes ``num_boxes − last_boxes .. num_boxes − 1`` are scored.
+        max_pairs: N_pair per box, or None for every pair.
+        generator: random source for the pair sampling (on the probabilities' device).
+
+    Returns:
+        Scalar, promoted float dtype of ``student_probs`` (at least float32).
+
+    Raises:
+        ValueError: mismatched shapes, NaN/inf probabilities, owner values out of range, ``last_boxes``
+            not in [1, num_boxes], ``max_pairs`` < 1.
+    """
+    _check_structured_inputs(student_probs, teacher_probs, owner, num_boxes, last_boxes, max_pairs)
+    batch = student_probs.shape[0]
+    pixels, counts, offsets = _group_scored_pixels(owner, num_boxes - last_boxes, last_boxes)
+    group, rank_i, rank_j, pairs = _sample_pair_ranks(counts, max_pairs, generator)
+    pixel_i = pixels[offsets[group] + rank_i]
+    pixel_j = pixels[offsets[group] + rank_j]
+    dtype = torch.promote_types(student_probs.dtype, torch.float32)
+    with torch.no_grad():
+        teacher = _pair_cosines(teacher_probs.detach(), pixel_i, pixel_j, dtype)
+    student = _pair_cosines(student_probs, pixel_i, pixel_j, dtype)
+    squared = (student - teacher).square()
+    per_group = torch.zeros(counts.numel(), dtype=dtype, device=squared.device).index_add(0, group, squared)
+    per_group = per_group / pairs.clamp_min(1).to(dtype)
+    return per_group.view(batch, last_boxes).sum(dim=1).mean()
+
+
+def _check_structured_inputs(
+    student_probs: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    owner: torch.Tensor,
+    num_boxes: int,
+    last_boxes: int,
+    max_pairs: int | None,
+) -> None:
+    _check_probability_pair(student_probs, teacher_probs)
+    expected = student_probs.shape[:1] + student_probs.shape[2:]
+    if owner.shape != expected:
+        raise ValueError(f"owner must have shape (B, H, W) = {tuple(expected)}, got {tuple(owner.shape)}")
+    if owner.is_floating_point() or owner.dtype == torch.bool:
+        raise ValueError(f"owner must be an integer tensor, got {owner.dtype}")
+    if num_boxes < 1:
+        raise ValueError(f"num_boxes must be >= 1, got {num_boxes}")
+    if not 1 <= last_boxes <= num_boxes:
+        raise ValueError(f"last_boxes must be in [1, num_boxes={num_boxes}], got {last_boxes}")
+    if max_pairs is not None and max_pairs < 1:
+        raise ValueError(f"max_pairs must be >= 1 or None, got {max_pairs}")
+    if owner.numel() and (owner.min() < -1 or owner.max() >= num_boxes):
+        raise ValueError(
+            f"owner values must be in [-1, {num_boxes - 1}], got [{owner.min().item()}, {owner.max().item()}]"
+        )
+
+
+def _group_scored_pixels(
+    owner: torch.Tensor, first_box: int, last_boxes: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Group the pixels of the scored boxes by (sample, box).
+
+    Returns ``pixels`` (V,) flat indices ``b·H·W + p`` ordered by group ``g = b·last_boxes + (n − first_box)``,
+    and per group its pixel count and offset into ``pixels``, (B·last_boxes,) int64 each.
+    """
+    batch = owner.shape[0]
+    slot = owner.reshape(batch, -1).long() - first_box
+    group = slot + torch.arange(batch, device=owner.device).unsqueeze(1) * last_boxes
+    pixels = torch.nonzero(slot.reshape(-1) >= 0).squeeze(1)
+    pixel_group = group.reshape(-1)[pixels]
+    # A stable sort keeps pixels in raster order inside each group, so a seeded generator picks the same pairs.
+    pixel_group, order = torch.sort(pixel_group, stable=True)
+    counts = torch.bincount(pixel_group, minlength=batch * last_boxes)
+    offsets = torch.cumsum(counts, dim=0) - counts
+    return pixels[order], counts, offsets
+
+
+def _sample_pair_ranks(
+    counts: torch.Tensor, max_pairs: int | None, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Choose ordered pairs per group of ``counts[g]`` pixels (see ``structured_consistency_loss``).
+
+    Returns per pair its group and the ranks ``i``, ``j`` of its pixels inside the group, (Q,) int64 each,
+    and per group the number of pairs chosen, (G,) int64.
+    """
+    all_pairs = counts * counts
+    if max_pairs is None:
+        enumerated, drawn = torch.ones_like(counts, dtype=torch.bool), torch.zeros_like(counts, dtype=torch.bool)
+    else:
+        drawn = all_pairs > _SUBSET_FACTOR * max_pairs
+        enumerated = ~drawn
+    group_e, rank_e = _enumerated_pairs(all_pairs, enumerated, max_pairs, generator)
+    group_d, rank_d = _drawn_pairs(counts, drawn, max_pairs, generator)
+    size_e = counts[group_e]  # pair index t of an enumerated group ↦ ranks (t // |T|, t % |T|)
+    group = torch.cat([group_e, group_d])
+    first = torch.cat([rank_e // size_e, rank_d[:, 0]])
+    second = torch.cat([rank_e % size_e, rank_d[:, 1]])
+    chosen = all_pairs if max_pairs is None else all_pairs.clamp_max(max_pairs)
+    return group, first, second, chosen
+
+
+def _enumerated_pairs(
+    all_pairs: torch.Tensor, enumerated: torch.Tensor, max_pairs: int | None, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """List every pair index t ∈ [0, |T|²) of the enumerated groups; keep a uniform ``max_pairs``-subset
+    (random keys, smallest kept) where a group has more. Returns (group, t), (E,) int64 each."""
+    sizes = torch.where(enumerated, all_pairs, torch.zeros_like(all_pairs))
+    group = torch.repeat_interleave(torch.arange(sizes.numel(), device=sizes.device), sizes)
+    starts = torch.cumsum(sizes, dim=0) - sizes
+    index = torch.arange(group.numel(), device=sizes.device) - starts[group]
+    if max_pairs is None or not (sizes > max_pairs).any():
+        return group, index
+    keys = torch.rand(group.numel(), generator=generator, device=sizes.device, dtype=torch.float64)
+    order = torch.argsort(group.to(torch.float64) + keys)  # group-major, random inside each group
+    group, index = group[order], index[order]
+    position = torch.arange(group.numel(), device=sizes.device) - starts[group]
+    keep = position < max_pairs
+    return group[keep], index[keep]
+
+
+def _drawn_pairs(
+    counts: torch.Tensor, drawn: torch.Tensor, max_pairs: int | None, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``max_pairs`` pairs with replacement per drawn group: (group (D,), ranks (D, 2)) int64."""
+    per_group = drawn.long() * (max_pairs or 0)
+    group = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), per_group)
+    uniform = torch.rand(group.numel(), 2, generator=generator, device=counts.device, dtype=torch.float64)
+    size = counts[group].unsqueeze(1)
+    ranks = torch.minimum((uniform * size).long(), size - 1)
+    return group, ranks
+
+
+def _pair_cosines(
+    probs: torch.Tensor, pixel_i: torch.Tensor, pixel_j: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """Cosine similarity of the probability vectors at flat pixel indices ``b·H·W + p``: (Q,)."""
+    batch, num_classes = probs.shape[:2]
+    flat = probs.reshape(batch, num_classes, -1)
+    plane = flat.shape[2]
+    vec_i = F.normalize(flat[pixel_i // plane, :, pixel_i % plane].to(dtype), dim=1, eps=_COSINE_EPS)
+    vec_j = F.normalize(flat[pixel_j // plane, :, pixel_j % plane].to(dtype), dim=1, eps=_COSINE_EPS)
+    return (vec_i * vec_j).sum(dim=1)
+
+
+def structured_consistency_loss_dense(
+    student_probs: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    owner: torch.Tensor,
+    *,
+    num_boxes: int,
+    last_boxes: int = 16,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Reference ``L_sc`` over every pair (paper eq. 8 restricted to the last boxes), one box at a time.
+
+    Forms each box's ``|T_n| × |T_n|`` cosine matrices: O(Σ|T_n|²) memory, for tests and benchmarks only.
+    Arguments as ``structured_consistency_loss``; ``dtype`` is the compute dtype (float64 for the tests,
+    the inputs' dtype to time what a dense implementation would cost). Returns a scalar in ``dtype``.
+    """
+    _check_structured_inputs(student_probs, teacher_probs, owner, num_boxes, last_boxes, None)
+    total = student_probs.new_zeros((), dtype=dtype)
+    for b in range(student_probs.shape[0]):
+        for box in range(num_boxes - last_boxes, num_boxes):
+            visible = owner[b] == box
+            if not visible.any():
+                continue
+            student = F.normalize(student_probs[b][:, visible].to(dtype), dim=0, eps=_COSINE_EPS)
+            teacher = F.normalize(teacher_probs[b][:, visible].detach().to(dtype), dim=0, eps=_COSINE_EPS)
+            total = total + (student.T @ student - teacher.T @ teacher).square().mean()
+    return total / student_probs.shape[0]
