@@ -123,3 +123,14 @@ def test_cli(tmp_path, capsys):
     assert "not a synthetic set" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["make-synthetic", str(root), "--size", "big"])
+
+
+@pytest.mark.parametrize("radius", [1, 3])
+def test_dilation_matches_brute_force(radius):
+    from sclseg.data.synthetic_coarse import _dilate
+
+    mask = np.random.default_rng(radius).random((23, 31)) < 0.03
+    expected = np.zeros_like(mask)
+    for y, x in zip(*np.nonzero(mask)):
+        expected[max(y - radius, 0):y + radius + 1, max(x - radius, 0):x + radius + 1] = True
+    assert np.array_equal(_dilate(mask, radius), expected)
