@@ -211,7 +211,9 @@ def _item_generator(index: int) -> torch.Generator:
     Why both: Trainer seeds every rank identically (`set_seed`) and restores the global RNG states on resume,
     so the draw makes an epoch reproducible and resumable; the index, which differs across ranks
     (DistributedSampler), keeps ranks with equal RNG states from drawing equal crops. In DataLoader workers
-    the global RNG is the worker's, seeded by the DataLoader from the main process's RNG — also deterministic.
+    the global RNG is the worker's, seeded by the DataLoader from the main process's RNG when the epoch's
+    iterator starts — deterministic for a seed, but a resumed run starts its iterator at the checkpoint, so its
+    crops match the uninterrupted run's exactly only with `num_workers=0` (images and order always match).
     """
     draw = int(torch.randint(0, 2**62, ()))
     state = np.random.SeedSequence([draw, index]).generate_state(2, dtype=np.uint32)
@@ -252,11 +254,11 @@ class ClassUniformDataset(torch.utils.data.Dataset):
         self.epoch_size = len(items) if epoch_size is None else epoch_size
         load = dict(tile_size=tile_size, num_classes=num_classes, num_workers=num_workers)
         fine = load_centroids(self._label_paths(items), cache_path=_cache_in(cache_dir, items, tile_size), **load)
-        pools = [(fine, "fine", None)]
+        pools = [(fine, None)]
         if extra_items:
             extra = load_centroids(self._label_paths(extra_items),
                                    cache_path=_cache_in(cache_dir, extra_items, tile_size), **load)
-            pools.append((extra, "extra", set(boost_classes)))
+            pools.append((extra, set(boost_classes)))
         self.pools = _class_pools(pools, num_classes)
         self.classes = [c for c in range(num_classes) if len(self.pools[c])]
 
@@ -294,14 +296,14 @@ def _cache_in(cache_dir: str | Path | None, items: Sequence[CityscapesItem], til
     return Path(cache_dir) / default_cache_path([item.label_path for item in items], tile_size).name
 
 
-def _class_pools(pools: Sequence[tuple[Centroids, str, set[int] | None]], num_classes: int) -> list[np.ndarray]:
+def _class_pools(pools: Sequence[tuple[Centroids, set[int] | None]], num_classes: int) -> list[np.ndarray]:
     """Per class, an (M, 4) int64 array of (source 0=fine/1=extra, image index, y, x).
 
-    `pools` holds (centroids, source name, classes kept or None for all)."""
+    `pools` holds (centroids, classes kept — None for all), fine first."""
     out = []
     for class_id in range(num_classes):
         parts = []
-        for source, (centroids, _, keep) in enumerate(pools):
+        for source, (centroids, keep) in enumerate(pools):
             if keep is not None and class_id not in keep:
                 continue
             rows = centroids.class_id == class_id

@@ -86,6 +86,8 @@ def decode_image(value: dict[str, Any]) -> np.ndarray:
     Greyscale, RGBA, palette and 16-bit images are converted as `cityscapes.read_image` does. Raises
     `ValueError` (or `OSError` for a missing file) when the image cannot be read.
     """
+    if not isinstance(value, dict):
+        raise ValueError(f"example holds no image (got {type(value).__name__})")
     data = value.get("bytes")
     if data is None:
         if not value.get("path"):
@@ -182,12 +184,13 @@ class UnlabeledPairStream(torch.utils.data.IterableDataset):
             block, offset, block_start = block + 1, 0, dataset.state_dict()
 
     def _decode(self, example: dict[str, Any]) -> np.ndarray | None:
-        value = example[self.column]
+        value = example.get(self.column)
         try:
             return decode_image(value)
         except (ValueError, OSError, Image.DecompressionBombError) as error:
             self.skipped += 1
-            name = str(value.get("path") or example.get("__key__") or example.get("image_id") or "<no name>")
+            path = value.get("path") if isinstance(value, dict) else None
+            name = str(path or example.get("__key__") or example.get("image_id") or "<no name>")
             if name not in self._warned:
                 self._warned.add(name)
                 warnings.warn(f"skipping unreadable unlabeled image {name}: {error}", stacklevel=3)
