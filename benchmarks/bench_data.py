@@ -115,7 +115,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             r = bench_size(Path(tmp), size, crop, args.images)
         print(f"== {size[0]}x{size[1]} images, crop {crop} (PNG {r['png_mb']:.2f} MB) ==")
-        print(f"  labeled path   : {1 / r['labeled_item']:6.2f} images/s per worker ({1e3 * r['labeled_item']:.0f} ms)")
+        labeled = r["labeled_item"]
+        print(f"  labeled path   : {1 / labeled:6.2f} images/s per worker ({1e3 * labeled:.0f} ms)")
         print(f"  unlabeled path : {1 / r['unlabeled_pair']:6.2f} pairs/s per worker ({1e3 * r['unlabeled_pair']:.0f} ms;"
               f" {2 / r['unlabeled_pair']:.2f} augmented views/s)")
         print(f"  breakdown      : decode image {1e3 * r['decode_image']:.0f} ms, decode label "

@@ -79,7 +79,11 @@ def _write_items(folder: Path, labels, split="train") -> list[CityscapesItem]:
     return items
 
 
-FINE = [_scene([(13, (4, 4, 14, 14))]), _scene([(11, (10, 20, 30, 40))]), _scene([(2, (0, 0, 8, 48)), (13, (20, 30, 28, 40))])]
+FINE = [
+    _scene([(13, (4, 4, 14, 14))]),
+    _scene([(11, (10, 20, 30, 40))]),
+    _scene([(2, (0, 0, 8, 48)), (13, (20, 30, 28, 40))]),
+]
 COARSE = [_scene([(15, (8, 8, 24, 24)), (5, (0, 40, 32, 44))]), _scene([(15, (2, 30, 20, 46))], background=255)]
 
 
