@@ -2,21 +2,16 @@
 
 Each drawer takes metric positions (X right, z ahead, metres) and paints planar patches with official
 Cityscapes labelIds. Sizes are real-world (car 1.8 x 1.5 x 4.5 m, bus 2.55 x 3.2 x 12 m, person 1.5-1.95 m,
-...), so apparent size follows depth. How often each class appears is set in `_plan`: cars, poles and people in
+...), so apparent size follows depth. How often each class appears is set in `synthetic_plan.py`: cars, poles, people in
 most scenes; trucks, buses, trams, motorcycles and riders in few (as in Cityscapes, where they are the rare
 classes that NVIDIA's recipe boosts with coarse images).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from .synthetic_render import Camera, Canvas, ellipse_mask, front_patch, segment_mask, side_patch
-
-if TYPE_CHECKING:
-    from .synthetic_scene import Street
 
 WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION = 12, 13, 17, 19, 20, 21
 PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE = 24, 25, 26, 27, 28, 31, 32, 33
