@@ -96,7 +96,7 @@ def test_cache_is_written_next_to_the_labels_and_reused(fine_items, monkeypatch)
     paths = [item.label_path for item in fine_items]
     first = load_centroids(paths, tile_size=16, num_workers=0)
     cache = default_cache_path(paths, 16)
-    assert cache.parent == paths[0].parent and cache.is_file()
+    assert cache.parent == paths[0].parent and cache.is_file() and cache.stat().st_mode & 0o444 == 0o444
     assert not [p for p in cache.parent.iterdir() if p.name.endswith(".tmp")]
 
     def fail(*args, **kwargs):

@@ -75,6 +75,7 @@ def _write_shard(path: Path, files: list[Path], root: Path, rows_per_group: int,
                 if rows:
                     writer.write_table(pa.Table.from_pylist(rows, schema=schema))
                     written += len(rows)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; shards are data for every user and process
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

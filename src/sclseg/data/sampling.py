@@ -158,6 +158,7 @@ def _write_cache(path: Path, fingerprint: str, centroids: Centroids) -> None:
                      class_id=centroids.class_id, yx=centroids.yx)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is shared by every user of the data
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
