@@ -130,7 +130,8 @@ def front_patch(cam: Camera, X0: float, X1: float, z: float, v0: float, v1: floa
     valid = (np.abs(v - vc) <= half_v)[:, None] & (np.abs(X - xc) <= half_u)[None, :]
     shape = valid.shape
     u = np.broadcast_to((X - X0)[None, :], shape)
-    return Patch(rows, cols, u, np.broadcast_to(v[:, None], shape), np.full(shape, z, np.float32), valid)
+    z_map = np.broadcast_to(np.float32(z), shape)  # read-only view: no per-patch allocation
+    return Patch(rows, cols, u, np.broadcast_to(v[:, None], shape), z_map, valid)
 
 
 def side_patch(cam: Camera, X: float, z0: float, z1: float, v0: float, v1: float) -> Patch | None:
