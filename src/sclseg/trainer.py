@@ -1,0 +1,325 @@
+"""`SCLTrainer`: supervised loss + CutMix pixel consistency + structured consistency against an EMA teacher
+(Kim, Jang, Park 2020, eq. 1), for any model whose output has segmentation `logits`.
+
+How it sits in `Trainer` (DESIGN §6): the labeled set is `train_dataset` (Trainer's sampler, resume and
+distribution apply unchanged); the unlabeled pair stream is held here and one batch of it is drawn per micro-step
+inside `compute_loss`; the teacher lives on the trainer, never as a submodule (Trainer calls `model.train()`), is
+updated by a callback after each optimizer step, evaluates, and is what `save_model` exports; checkpoints carry
+the teacher, each rank's stream state and random generator, and a completion marker written last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .collator import segmentation_collator
+from .cutmix import cutmix, sample_cutmix_boxes
+from .evaluation.trainer_metrics import SegmentationMetrics, per_image_confusion
+from .losses import pixel_consistency_loss, relaxed_boundary_loss, structured_consistency_loss
+from .teacher import EMATeacher
+from .training_args import SCLTrainingArguments
+
+TEACHER_WEIGHTS = "ema_teacher.safetensors"
+TEACHER_STATE = "ema_teacher.json"
+RANK_STATE = "scl_state_rank{rank}.pt"
+COMPLETE_MARKER = "checkpoint_complete.json"
+
+
+def logits_at(outputs: Any, size: tuple[int, int]) -> torch.Tensor:
+    """The model output's `logits` (B, C, h, w), bilinearly resized to `size` when smaller (e.g. SegFormer's 1/4)."""
+    logits = outputs.logits if hasattr(outputs, "logits") else outputs[0]
+    if tuple(logits.shape[-2:]) != tuple(size):
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return logits
+
+
+def _atomic_write(path: str, write) -> None:
+    """Write through a temporary file and `os.replace`, so `path` is either absent or complete."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+class _EMAUpdate(TrainerCallback):
+    """θ_t ← d·θ_t + (1 − d)·θ_s once per optimizer step (after gradient accumulation)."""
+
+    def __init__(self, trainer: SCLTrainer) -> None:
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer.teacher.update(self.trainer.model)
+
+
+class SCLTrainer(Trainer):
+    """`Trainer` for the SCL method. Extra arguments: `unlabeled_dataset` (an iterable of
+    `{"pixel_values_a", "pixel_values_b"}` pairs, e.g. `sclseg.data.UnlabeledPairStream`, sharded per process;
+    required when a consistency weight is > 0). `compute_metrics` defaults to mIoU from confusion matrices."""
+
+    def __init__(self, model: nn.Module | None = None, args: SCLTrainingArguments | None = None, *,
+                 unlabeled_dataset: Iterable[dict[str, torch.Tensor]] | None = None, **kwargs: Any) -> None:
+        if not isinstance(args, SCLTrainingArguments):
+            raise TypeError("SCLTrainer needs SCLTrainingArguments (the method's weights, EMA, CutMix settings)")
+        if args.uses_unlabeled and unlabeled_dataset is None:
+            raise ValueError("consistency_weight or structured_consistency_weight > 0 needs `unlabeled_dataset`; "
+                             "set both weights to 0 for supervised-only training")
+        model = _maybe_sync_batch_norm(model, args)
+        kwargs.setdefault("data_collator", segmentation_collator)
+        if "compute_metrics" not in kwargs and getattr(model, "config", None) is not None:
+            kwargs["compute_metrics"] = SegmentationMetrics(model.config.num_labels, model.config.id2label)
+        super().__init__(model=model, args=args, **kwargs)
+        self.loss_is_scaled_for_ga = False  # compute_loss returns a mean; Trainer divides by accumulation steps
+        self.unlabeled_dataset = unlabeled_dataset
+        self._unlabeled_iter: Iterator | None = None
+        self.teacher = EMATeacher(self.model, decay=args.ema_decay, warmup=args.ema_warmup)
+        self.generator = torch.Generator(device=args.device).manual_seed(args.seed + 7919 * args.process_index)
+        self.add_callback(_EMAUpdate(self))
+        self._nonfinite_in_a_row = 0
+        self._zero = torch.zeros((), device=args.device, requires_grad=True)
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+        self.trained_image_ids: list[str] = []
+
+    # ------------------------------------------------------------------ loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """L = L_x + λ_c·L_c + λ_sc·L_sc for one labeled batch and one unlabeled batch (paper eq. 1)."""
+        args: SCLTrainingArguments = self.args
+        self.trained_image_ids.extend(inputs.pop("image_id", []))
+        pixel_values, labels = inputs["pixel_values"], inputs["labels"]
+        size = tuple(labels.shape[-2:])
+        mixed = self._mixed_batch() if args.uses_unlabeled else None
+        if mixed is not None and tuple(mixed["u_m"].shape[-2:]) == tuple(pixel_values.shape[-2:]):
+            # One student forward over [labeled; mixed]: half the kernel launches, and BatchNorm sees ≥ 2
+            # images even at the paper's 1 + 1 per GPU (its image-pooling branch needs > 1 value per channel).
+            both = logits_at(model(pixel_values=torch.cat([pixel_values, mixed["u_m"]])), size)
+            sup_logits, student_logits = both[: len(pixel_values)], both[len(pixel_values):]
+        else:
+            sup_logits = logits_at(model(pixel_values=pixel_values), size)
+            student_logits = None if mixed is None else logits_at(model(pixel_values=mixed["u_m"]), mixed["u_m"].shape[-2:])
+        supervised = self._supervised_loss(sup_logits, labels)
+        tensors = [supervised] if mixed is None else [supervised, student_logits, mixed["p_mt"]]
+        if not self._all_finite(tensors):
+            return self._skip_step(supervised)
+        self._nonfinite_in_a_row = 0
+        loss = supervised
+        self._record("loss/supervised", supervised)
+        if mixed is not None:
+            loss = loss + self._consistency_terms(student_logits.float().softmax(dim=1), mixed)
+        return (loss, {"logits": sup_logits}) if return_outputs else loss
+
+    def _supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        args: SCLTrainingArguments = self.args
+        relaxation_off = (args.relaxation_off_fraction is not None and self.state.max_steps > 0
+                          and self.state.global_step >= args.relaxation_off_fraction * self.state.max_steps)
+        return relaxed_boundary_loss(
+            logits.float(), labels,
+            window=1 if relaxation_off else args.relaxation_window,
+            class_weight_bound=args.class_weight_bound,
+            strict_classes=tuple(args.strict_classes),
+            ignore_index=getattr(getattr(self.model, "config", None), "semantic_loss_ignore_index", 255),
+            boundary_weight=2.0 if relaxation_off else 1.0,  # NVIDIA's "relaxation off" phase
+        )
+
+    def _consistency_terms(self, student_probs: torch.Tensor, mixed: dict[str, torch.Tensor]) -> torch.Tensor:
+        args: SCLTrainingArguments = self.args
+        terms = torch.zeros((), device=student_probs.device)
+        if args.consistency_weight > 0:
+            consistency = pixel_consistency_loss(student_probs, mixed["p_mt"])
+            self._record("loss/consistency", consistency)
+            terms = terms + args.consistency_weight * consistency
+        if args.structured_consistency_weight > 0:
+            structured = structured_consistency_loss(
+                student_probs, mixed["p_mt"], mixed["owner"], num_boxes=args.cutmix_boxes,
+                last_boxes=args.structured_boxes, max_pairs=args.max_pairs, generator=self.generator,
+            )
+            self._record("loss/structured", structured)
+            terms = terms + args.structured_consistency_weight * structured
+        return terms
+
+    @torch.no_grad()
+    def _mixed_batch(self) -> dict[str, torch.Tensor]:
+        """u_m = CutMix(u_a, u_b) and the teacher's guessed label p_mt = CutMix(p_t(u_a), p_t(u_b))."""
+        u_a, u_b = self._next_unlabeled()
+        boxes = sample_cutmix_boxes(u_a.shape[0], u_a.shape[2], u_a.shape[3], num_boxes=self.args.cutmix_boxes,
+                                    generator=self.generator, device=u_a.device)
+        # One teacher forward over both views, in eval mode (the teacher is never put in train mode).
+        teacher_probs = logits_at(self.teacher.model(pixel_values=torch.cat([u_a, u_b])), u_a.shape[-2:])
+        teacher_probs = teacher_probs.float().softmax(dim=1)
+        p_a, p_b = teacher_probs.chunk(2)
+        self._record("cutmix/coverage", boxes.mask.mean())
+        self._record("ema/decay", torch.tensor(self.teacher.decay))
+        return {"u_m": cutmix(u_a, u_b, boxes.mask.to(u_a.dtype)), "p_mt": cutmix(p_a, p_b, boxes.mask),
+                "owner": boxes.owner}
+
+    def _next_unlabeled(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._unlabeled_iter is None:
+            self._unlabeled_iter = iter(self.unlabeled_dataset)
+        pairs = []
+        for _ in range(self.args.unlabeled_batch_size):
+            try:
+                pairs.append(next(self._unlabeled_iter))
+            except StopIteration:
+                raise RuntimeError("the unlabeled stream ended; make it endless (UnlabeledPairStream(max_epochs=None))") from None
+        u_a = torch.stack([p["pixel_values_a"] for p in pairs]).to(self.args.device, non_blocking=True)
+        u_b = torch.stack([p["pixel_values_b"] for p in pairs]).to(self.args.device, non_blocking=True)
+        return u_a, u_b
+
+    # ------------------------------------------------------------------ non-finite steps
+    def _all_finite(self, tensors: list[torch.Tensor]) -> bool:
+        finite = torch.stack([torch.isfinite(t.detach()).all() for t in tensors]).all().float()
+        if self.args.world_size > 1:  # every rank must skip together, or DDP's gradient all-reduce hangs
+            finite = self.accelerator.reduce(finite, reduction="min")
+        return bool(finite.item())
+
+    def _skip_step(self, supervised: torch.Tensor) -> torch.Tensor:
+        """A loss whose backward reaches no parameter: their gradients stay None and SGD leaves them (and its
+        momentum) untouched. Its value is NaN, which Trainer's `logging_nan_inf_filter` keeps out of the logs."""
+        self._nonfinite_in_a_row += 1
+        limit = self.args.max_nonfinite_steps
+        if self._nonfinite_in_a_row >= limit:
+            raise RuntimeError(
+                f"the loss was NaN or infinite for {limit} steps in a row (step {self.state.global_step}); "
+                "lower the learning rate, check the inputs for NaN, or use bf16 instead of fp16"
+            )
+        warnings.warn(f"non-finite loss at step {self.state.global_step}: this step is skipped "
+                      f"({self._nonfinite_in_a_row}/{limit} in a row)", stacklevel=2)
+        return supervised.detach() * float("nan") + self._zero
+
+    # ------------------------------------------------------------------ logging
+    def _record(self, name: str, value: torch.Tensor) -> None:
+        value = value.detach().float()
+        self._sums[name] = self._sums.get(name, 0.0) + value
+        self._counts[name] = self._counts.get(name, 0) + 1
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if "loss" in logs and self._sums:  # a training log: add each term's mean since the last one
+            for name in sorted(self._sums):
+                mean = self._sums[name] / self._counts[name]
+                if self.args.world_size > 1:
+                    mean = self.accelerator.reduce(mean.reshape(1), reduction="mean")
+                logs[name] = round(float(mean), 6)
+            self._sums, self._counts = {}, {}
+        super().log(logs, *args, **kwargs)
+
+    # ------------------------------------------------------------------ evaluation with the teacher
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Evaluate the teacher (or the student if `eval_with_teacher=False`); returns per-image confusion
+        matrices (B, C, C) as the "predictions" so that only C² numbers per image are gathered."""
+        inputs = self._prepare_inputs({k: v for k, v in inputs.items() if k != "image_id"})
+        labels = inputs.get("labels")
+        net = self.teacher.model if self.args.eval_with_teacher else model
+        with torch.no_grad(), self.compute_loss_context_manager():
+            logits = logits_at(net(pixel_values=inputs["pixel_values"]), inputs["pixel_values"].shape[-2:])
+        if labels is None:
+            return None, None, None
+        ignore = getattr(getattr(self.model, "config", None), "semantic_loss_ignore_index", 255)
+        loss = F.cross_entropy(logits.float(), labels, ignore_index=ignore)
+        if prediction_loss_only:
+            return loss, None, None
+        matrices = per_image_confusion(logits.argmax(dim=1), labels, logits.shape[1], ignore)
+        return loss, matrices, torch.zeros(len(matrices), device=matrices.device)
+
+    # ------------------------------------------------------------------ saving and resuming
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Checkpoints (`_internal_call`) hold the student; an explicit save exports the teacher (paper Table 3)."""
+        if _internal_call or not self.args.eval_with_teacher:
+            return super().save_model(output_dir, _internal_call)
+        output_dir = output_dir or self.args.output_dir
+        if self.args.should_save:
+            os.makedirs(output_dir, exist_ok=True)
+            self.teacher.model.save_pretrained(output_dir)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+            with open(os.path.join(output_dir, "training_args.json"), "w") as f:
+                f.write(self.args.to_json_string())  # to_dict() masks tokens
+        self.accelerator.wait_for_everyone()
+
+    def _save_checkpoint(self, model, trial):
+        # Our state goes in first, so Trainer's push of the checkpoint (hub_strategy="checkpoint") includes it.
+        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        os.makedirs(folder, exist_ok=True)
+        self._save_scl_state(folder)
+        super()._save_checkpoint(model, trial)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            files = sorted(os.listdir(folder))
+            _atomic_write(os.path.join(folder, COMPLETE_MARKER),
+                          lambda p: _write_json(p, {"step": self.state.global_step, "files": files}))
+
+    def _save_scl_state(self, folder: str) -> None:
+        rank_state = {"generator": self.generator.get_state(), "nonfinite_in_a_row": self._nonfinite_in_a_row}
+        if self.unlabeled_dataset is not None and hasattr(self.unlabeled_dataset, "state_dict"):
+            rank_state["unlabeled"] = json.dumps(self.unlabeled_dataset.state_dict())
+        path = os.path.join(folder, RANK_STATE.format(rank=self.args.process_index))
+        _atomic_write(path, lambda p: torch.save(rank_state, p))
+        if self.args.should_save:
+            weights = {k: v.contiguous() for k, v in self.teacher.model.state_dict().items()}
+            _atomic_write(os.path.join(folder, TEACHER_WEIGHTS), lambda p: save_file(weights, p))
+            _atomic_write(os.path.join(folder, TEACHER_STATE), lambda p: _write_json(p, {"step": self.teacher.step}))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        check_checkpoint_complete(resume_from_checkpoint)
+        weights = load_file(os.path.join(resume_from_checkpoint, TEACHER_WEIGHTS), device=str(self.args.device))
+        with open(os.path.join(resume_from_checkpoint, TEACHER_STATE)) as f:
+            self.teacher.load_state_dict({"model": weights, "step": json.load(f)["step"]})
+        path = os.path.join(resume_from_checkpoint, RANK_STATE.format(rank=self.args.process_index))
+        rank_state = torch.load(path, weights_only=True)
+        self.generator.set_state(rank_state["generator"])
+        self._nonfinite_in_a_row = int(rank_state["nonfinite_in_a_row"])
+        if "unlabeled" in rank_state and self.unlabeled_dataset is not None:
+            self.unlabeled_dataset.load_state_dict(json.loads(rank_state["unlabeled"]))
+            self._unlabeled_iter = None
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"no complete checkpoint in {self.args.output_dir} to resume from")
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+
+def _write_json(path: str, obj: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f)
+
+
+def check_checkpoint_complete(folder: str) -> None:
+    """Raise if `folder` lacks the marker SCLTrainer writes after everything else (a crash mid-save)."""
+    if not os.path.isfile(os.path.join(folder, COMPLETE_MARKER)):
+        raise ValueError(f"{folder} is not a complete SCL checkpoint (no {COMPLETE_MARKER}: the save was "
+                         "interrupted, or it was not written by SCLTrainer); resume from an earlier checkpoint")
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` folder of `output_dir` that has the completion marker."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = []
+    for name in os.listdir(output_dir):
+        prefix = f"{PREFIX_CHECKPOINT_DIR}-"
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            if os.path.isfile(os.path.join(output_dir, name, COMPLETE_MARKER)):
+                steps.append(int(name[len(prefix):]))
+    return os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}") if steps else None
+
+
+def _maybe_sync_batch_norm(model: nn.Module | None, args: SCLTrainingArguments) -> nn.Module | None:
+    """SyncBatchNorm across processes on CUDA (the paper: 8 GPUs, 1 + 1 images each); PyTorch's SyncBatchNorm
+    has no CPU implementation, so CPU runs keep per-process statistics."""
+    if model is not None and args.world_size > 1 and args.device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+__all__ = ["SCLTrainer", "check_checkpoint_complete", "last_complete_checkpoint", "logits_at"]

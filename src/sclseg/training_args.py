@@ -1,0 +1,122 @@
+"""`SCLTrainingArguments`: every knob of the SCL method, with the paper's defaults (Kim, Jang, Park 2020, §4.1).
+
+Optimisation defaults also follow the paper (and Zhu et al. 2019): SGD, lr 0.002, momentum 0.9, weight decay
+0.001, polynomial decay with power 1.0 per step. Architecture lives in the model config, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+# NVIDIA's Cityscapes recipe keeps one-hot targets for these train ids (pole, traffic light, traffic sign,
+# person, rider, motorcycle, bicycle: thin or small classes that relaxation would blur).
+NVIDIA_STRICT_CLASSES = [5, 6, 7, 11, 12, 17, 18]
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class SCLTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the SCL method. Supervised only: `consistency_weight=0` and
+    `structured_consistency_weight=0`; + consistency: `structured_consistency_weight=0`; no EMA: `ema_decay=0`."""
+
+    # --- the method (paper eq. 1, 4, 10) ---
+    consistency_weight: float = field(default=20.0, metadata=_help("λ_c, weight of the pixel consistency L_c (paper: 20)."))
+    structured_consistency_weight: float = field(
+        default=3.0, metadata=_help("λ_sc, weight of the structured consistency L_sc (paper: 3).")
+    )
+    cutmix_boxes: int = field(default=32, metadata=_help("N, CutMix boxes per unlabeled pair (paper: 32)."))
+    structured_boxes: int = field(
+        default=16, metadata=_help("N_box, the last boxes scored by L_sc (paper: 16); at most cutmix_boxes.")
+    )
+    max_pairs: int | None = field(
+        default=9000, metadata=_help("N_pair, pixel pairs sampled per box for L_sc (paper: 9000); None = all pairs.")
+    )
+    ema_decay: float = field(default=0.999, metadata=_help("Teacher EMA decay d (paper: 0.999); 0 = teacher is the student."))
+    ema_warmup: bool = field(default=False, metadata=_help("Use d_t = min(1 - 1/(t+1), d) (Mean Teacher warm-up)."))
+    eval_with_teacher: bool = field(
+        default=True, metadata=_help("Evaluate and save the EMA teacher (paper Table 3: best); False = the student.")
+    )
+    # --- labeled loss (paper eq. 2, Zhu et al. 2019) ---
+    relaxation_window: int = field(default=3, metadata=_help("Boundary relaxation window w (paper: 3); 1 = cross-entropy."))
+    class_weight_bound: float = field(
+        default=0.0, metadata=_help("Per-image class weights 1 + bound·(1 - f_c); NVIDIA's Cityscapes recipe: 1.0.")
+    )
+    strict_classes: list[int] = field(
+        default_factory=list,
+        metadata=_help(f"Train ids kept one-hot by the relaxation; NVIDIA's Cityscapes recipe: {NVIDIA_STRICT_CLASSES}."),
+    )
+    relaxation_off_fraction: float | None = field(
+        default=None,
+        metadata=_help("Switch relaxation off (window 1, boundary pixels weight 2) after this fraction of the "
+                       "optimizer steps; NVIDIA: 100/175 epochs ≈ 0.571. None = never."),
+    )
+    # --- labeled sampling (Zhu et al. 2019) ---
+    class_uniform_pct: float = field(
+        default=0.5, metadata=_help("Share of labeled crops centred on a uniformly chosen class (Zhu et al.: 0.5); 0 = random crops.")
+    )
+    class_uniform_tile: int = field(default=1024, metadata=_help("Tile size of the per-class centroids (Zhu et al.: 1024)."))
+    # --- unlabeled data ---
+    unlabeled_source: str | None = field(
+        default=None,
+        metadata=_help("Unlabeled images: a folder, Parquet/WebDataset shards or a Hub dataset id; None = the recipe's "
+                       "default (Cityscapes train_extra, or the synthetic set's)."),
+    )
+    unlabeled_batch_size: int = field(default=1, metadata=_help("Unlabeled pairs per device per step (paper: 1)."))
+    unlabeled_pair_mode: str = field(
+        default="same",
+        metadata=_help("'same': u_a, u_b = two augmentations of one image (paper); 'different': two images (French et al.)."),
+    )
+    unlabeled_shuffle_buffer: int = field(default=64, metadata=_help("Examples per shuffled block of the unlabeled stream."))
+    max_nonfinite_steps: int = field(
+        default=5, metadata=_help("Stop with an error after this many consecutive steps whose loss is NaN/inf.")
+    )
+    # --- optimisation defaults of the paper (TrainingArguments' own fields, new defaults) ---
+    learning_rate: float = field(default=0.002, metadata=_help("Initial learning rate (paper: 0.002)."))
+    weight_decay: float = field(default=0.001, metadata=_help("Weight decay (paper: 0.001)."))
+    optim: str = field(default="sgd", metadata=_help("Optimizer (paper: SGD with momentum 0.9)."))
+    optim_args: str | None = field(default="momentum=0.9", metadata=_help("Optimizer arguments (paper: momentum=0.9)."))
+    lr_scheduler_type: str = field(default="polynomial", metadata=_help("Schedule (paper: polynomial, power 1.0, per step)."))
+    lr_scheduler_kwargs: dict | str | None = field(
+        default_factory=lambda: {"power": 1.0, "lr_end": 0.0},
+        metadata=_help("Scheduler arguments (paper: power 1.0, decaying to 0)."),
+    )
+    max_grad_norm: float = field(default=0.0, metadata=_help("Gradient clipping norm; 0 = none (paper, NVIDIA: none)."))
+    remove_unused_columns: bool = field(default=False, metadata=_help("Kept off: items carry image ids besides tensors."))
+    batch_eval_metrics: bool = field(default=True, metadata=_help("Confusion matrix accumulated per batch (never all logits)."))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._validate_method()
+
+    def _validate_method(self) -> None:
+        checks = [
+            (self.consistency_weight >= 0, "consistency_weight must be >= 0"),
+            (self.structured_consistency_weight >= 0, "structured_consistency_weight must be >= 0"),
+            (self.cutmix_boxes >= 1, "cutmix_boxes must be >= 1"),
+            (1 <= self.structured_boxes <= self.cutmix_boxes, "structured_boxes must lie in [1, cutmix_boxes]"),
+            (self.max_pairs is None or self.max_pairs >= 1, "max_pairs must be >= 1 or None"),
+            (0.0 <= self.ema_decay <= 1.0, "ema_decay must lie in [0, 1]"),
+            (self.relaxation_window >= 1 and self.relaxation_window % 2 == 1, "relaxation_window must be odd and >= 1"),
+            (self.class_weight_bound >= 0, "class_weight_bound must be >= 0"),
+            (self.relaxation_off_fraction is None or 0.0 <= self.relaxation_off_fraction <= 1.0,
+             "relaxation_off_fraction must lie in [0, 1] or be None"),
+            (0.0 <= self.class_uniform_pct <= 1.0, "class_uniform_pct must lie in [0, 1]"),
+            (self.class_uniform_tile >= 1, "class_uniform_tile must be >= 1"),
+            (self.unlabeled_batch_size >= 1, "unlabeled_batch_size must be >= 1"),
+            (self.unlabeled_pair_mode in ("same", "different"), "unlabeled_pair_mode must be 'same' or 'different'"),
+            (self.unlabeled_shuffle_buffer >= 1, "unlabeled_shuffle_buffer must be >= 1"),
+            (self.max_nonfinite_steps >= 1, "max_nonfinite_steps must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"SCLTrainingArguments: {message}")
+
+    @property
+    def uses_unlabeled(self) -> bool:
+        """Whether the consistency terms (and so CutMix, the teacher forward and the unlabeled stream) run."""
+        return self.consistency_weight > 0 or self.structured_consistency_weight > 0

@@ -1,0 +1,296 @@
+import json
+import os
+
+import pytest
+import torch
+from torch import nn
+from transformers import SegformerConfig, SegformerForSemanticSegmentation
+from transformers.modeling_outputs import SemanticSegmenterOutput
+
+from sclseg import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, WideResNetConfig
+from sclseg.evaluation import confusion_matrix, scores_from_confusion
+from sclseg.trainer import COMPLETE_MARKER, SCLTrainer, check_checkpoint_complete, last_complete_checkpoint
+from sclseg.training_args import SCLTrainingArguments
+from tests.conftest import tiny_wide_resnet_kwargs
+
+H, W = 40, 56
+
+
+class Labeled(torch.utils.data.Dataset):
+    """Fixed random images with labels that depend on the image (learnable), 255 in a corner."""
+
+    def __init__(self, n=8, num_classes=19):
+        self.n, self.num_classes = n, num_classes
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(i)
+        pixels = torch.randn(3, H, W, generator=g)
+        labels = (pixels[0] > 0).long() * 2 + (pixels[1] > 0).long()
+        labels[:4, :4] = 255
+        return {"pixel_values": pixels, "labels": labels, "image_id": f"img{i}"}
+
+
+class Unlabeled(torch.utils.data.IterableDataset):
+    def __init__(self):
+        self.n = 0
+
+    def __iter__(self):
+        while True:
+            g = torch.Generator().manual_seed(1000 + self.n)
+            self.n += 1
+            yield {"pixel_values_a": torch.randn(3, H, W, generator=g), "pixel_values_b": torch.randn(3, H, W, generator=g)}
+
+    def state_dict(self):
+        return {"n": self.n}
+
+    def load_state_dict(self, state):
+        self.n = state["n"]
+
+
+def tiny_model(seed=0, dropout=True):
+    kwargs = tiny_wide_resnet_kwargs()
+    if not dropout:
+        kwargs["stage_dropout"] = [0.0] * 6
+    config = DeepLabV3PlusConfig(backbone_config=WideResNetConfig(**kwargs), aspp_channels=8, aspp_rates=[1, 2, 3],
+                                 low_level_channels=4, decoder_channels=8)
+    torch.manual_seed(seed)
+    return DeepLabV3PlusForSemanticSegmentation(config)
+
+
+def make_args(tmp_path, **kw):
+    defaults = dict(output_dir=str(tmp_path / "out"), max_steps=4, per_device_train_batch_size=2, logging_steps=1,
+                    report_to=[], max_pairs=64, use_cpu=True, save_strategy="no", seed=0, disable_tqdm=True)
+    defaults.update(kw)
+    return SCLTrainingArguments(**defaults)
+
+
+def logged(trainer, key):
+    return [entry[key] for entry in trainer.state.log_history if key in entry]
+
+
+def test_all_terms_logged_and_sum_to_the_loss(tmp_path):
+    trainer = SCLTrainer(model=tiny_model(), args=make_args(tmp_path, max_steps=2), train_dataset=Labeled(),
+                         unlabeled_dataset=Unlabeled())
+    trainer.train()
+    first = trainer.state.log_history[0]
+    for key in ("loss/supervised", "loss/consistency", "loss/structured", "ema/decay", "cutmix/coverage"):
+        assert key in first, key
+    expected = first["loss/supervised"] + 20 * first["loss/consistency"] + 3 * first["loss/structured"]
+    assert first["loss"] == pytest.approx(expected, rel=1e-4)
+    assert first["ema/decay"] == pytest.approx(0.999) and 0.2 < first["cutmix/coverage"] < 0.8
+    ids = trainer.trained_image_ids  # 2 steps × 2 images, each a distinct labeled image of the epoch
+    assert len(ids) == 4 and len(set(ids)) == 4 and set(ids) <= {f"img{i}" for i in range(8)}
+
+
+def test_teacher_only_moves_by_ema_and_student_learns(tmp_path):
+    model = tiny_model()
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = SCLTrainer(model=model, args=make_args(tmp_path, max_steps=3, ema_decay=0.5), train_dataset=Labeled(),
+                         unlabeled_dataset=Unlabeled())
+    teacher = trainer.teacher.model
+    assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
+    snapshots = []
+    trainer.add_callback(_Snapshot(trainer, snapshots))
+    trainer.train()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert not teacher.training
+    # Replaying the EMA rule over the student's weights after each step gives the teacher exactly.
+    expected = {k: v.float().clone() for k, v in initial.items() if v.is_floating_point()}
+    for student in snapshots:
+        for k in expected:
+            expected[k] = 0.5 * expected[k] + 0.5 * student[k]
+    for k, v in expected.items():
+        torch.testing.assert_close(teacher.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+    changed = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, initial[k])]
+    assert len(changed) > 10
+
+
+class _Snapshot:
+    """Callback recording the student's weights after each optimizer step (the EMA update sees the same ones)."""
+
+    def __init__(self, trainer, out):
+        self.trainer, self.out = trainer, out
+
+    def __getattr__(self, name):
+        if name.startswith("on_"):
+            return lambda *a, **k: None
+        raise AttributeError(name)
+
+    def on_step_end(self, *args, **kwargs):
+        self.out.append({k: v.float().clone() for k, v in self.trainer.model.state_dict().items() if v.is_floating_point()})
+
+
+def test_supervised_only_never_builds_cutmix(tmp_path, monkeypatch):
+    import sclseg.trainer as trainer_module
+
+    def fail(*a, **k):
+        raise AssertionError("CutMix was built in a supervised-only run")
+
+    monkeypatch.setattr(trainer_module, "sample_cutmix_boxes", fail)
+    args = make_args(tmp_path, consistency_weight=0.0, structured_consistency_weight=0.0, max_steps=2)
+    trainer = SCLTrainer(model=tiny_model(), args=args, train_dataset=Labeled())
+    trainer.train()
+    assert "loss/consistency" not in trainer.state.log_history[0]
+
+
+def test_consistency_without_unlabeled_data_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="needs `unlabeled_dataset`"):
+        SCLTrainer(model=tiny_model(), args=make_args(tmp_path), train_dataset=Labeled())
+
+
+class PixelModel(nn.Module):
+    """A BatchNorm-free per-pixel classifier: gradient accumulation is then exactly a bigger batch."""
+
+    def __init__(self, num_classes=4):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, num_classes, 1)
+
+    def forward(self, pixel_values, labels=None):
+        return SemanticSegmenterOutput(logits=self.conv(pixel_values))
+
+
+def test_gradient_accumulation_matches_a_bigger_batch(tmp_path):
+    common = dict(consistency_weight=0.0, structured_consistency_weight=0.0, max_steps=2, seed=3,
+                  dataloader_drop_last=True)
+    big = SCLTrainer(model=PixelModel(), args=make_args(tmp_path / "a", per_device_train_batch_size=4, **common),
+                     train_dataset=Labeled(num_classes=4))
+    big.train()
+    small = SCLTrainer(model=PixelModel(), args=make_args(tmp_path / "b", per_device_train_batch_size=1,
+                                                          gradient_accumulation_steps=4, **common),
+                       train_dataset=Labeled(num_classes=4))
+    small.train()
+    assert logged(big, "loss/supervised") == pytest.approx(logged(small, "loss/supervised"), rel=1e-5)
+    assert logged(big, "loss") == pytest.approx(logged(small, "loss"), rel=1e-5)
+    torch.testing.assert_close(big.model.conv.weight, small.model.conv.weight, rtol=1e-5, atol=1e-6)
+
+
+def test_any_model_with_logits_segformer(tmp_path):
+    config = SegformerConfig(num_channels=3, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
+                             patch_sizes=[7, 3], strides=[4, 2], num_attention_heads=[1, 1], mlp_ratios=[2, 2],
+                             decoder_hidden_size=16, num_labels=19)
+    torch.manual_seed(0)
+    model = SegformerForSemanticSegmentation(config)
+    trainer = SCLTrainer(model=model, args=make_args(tmp_path, max_steps=2), train_dataset=Labeled(),
+                         eval_dataset=Labeled(n=2), unlabeled_dataset=Unlabeled())
+    trainer.train()
+    assert all(key in trainer.state.log_history[0] for key in ("loss/supervised", "loss/structured"))
+    assert 0.0 <= trainer.evaluate()["eval_mean_iou"] <= 1.0
+
+
+def test_evaluation_matches_a_direct_confusion_matrix(tmp_path):
+    trainer = SCLTrainer(model=tiny_model(), args=make_args(tmp_path, per_device_eval_batch_size=3),
+                         train_dataset=Labeled(), eval_dataset=Labeled(n=5), unlabeled_dataset=Unlabeled())
+    metrics = trainer.evaluate()
+    teacher = trainer.teacher.model
+    total = torch.zeros(19, 19, dtype=torch.long)
+    with torch.no_grad():
+        for i in range(5):
+            item = Labeled(n=5)[i]
+            pred = teacher(item["pixel_values"][None]).logits.argmax(1)
+            total += confusion_matrix(pred, item["labels"][None], 19)
+    direct = scores_from_confusion(total)
+    assert metrics["eval_mean_iou"] == pytest.approx(direct["mean_iou"], abs=1e-12)
+    assert metrics["eval_pixel_accuracy"] == pytest.approx(direct["pixel_accuracy"], abs=1e-12)
+    assert metrics["eval_iou_road"] == pytest.approx(direct["per_class_iou"][0], abs=1e-12)
+
+
+class NaNAfter(torch.utils.data.Dataset):
+    """Images become NaN from index `start` on (a corrupt batch)."""
+
+    def __init__(self, start):
+        self.base, self.start = Labeled(), start
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        item = dict(self.base[i])
+        if i >= self.start:
+            item["pixel_values"] = torch.full_like(item["pixel_values"], float("nan"))
+        return item
+
+
+def test_non_finite_steps_are_skipped_then_stop(tmp_path):
+    args2 = make_args(tmp_path / "nan", consistency_weight=0.0, structured_consistency_weight=0.0, max_steps=8,
+                      per_device_train_batch_size=1, max_nonfinite_steps=3)
+    trainer2 = SCLTrainer(model=PixelModel(), args=args2, train_dataset=NaNAfter(start=0))
+    before = trainer2.model.conv.weight.detach().clone()
+    with pytest.warns(UserWarning, match="non-finite loss"), pytest.raises(RuntimeError, match="3 steps in a row"):
+        trainer2.train()
+    # The skipped steps left the weights untouched (no NaN reached them, no momentum or decay step either).
+    assert torch.equal(trainer2.model.conv.weight.detach(), before)
+
+
+def _run(tmp_path, name, max_steps, resume=None, save_steps=2):
+    args = make_args(tmp_path / name, max_steps=4, save_strategy="steps", save_steps=save_steps, per_device_train_batch_size=2)
+    trainer = SCLTrainer(model=tiny_model(), args=args, train_dataset=Labeled(), unlabeled_dataset=Unlabeled())
+    if max_steps < 4:
+        trainer.add_callback(_StopAt(max_steps))
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer
+
+
+class _StopAt:
+    def __init__(self, step):
+        self.step = step
+
+    def __getattr__(self, name):
+        if name.startswith("on_"):
+            return lambda *a, **k: None
+        raise AttributeError(name)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True
+        return control
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    full = _run(tmp_path, "full", 4)
+    _run(tmp_path, "resumed", 2)  # stops after the checkpoint at step 2 ("a crash")
+    resumed = _run(tmp_path, "resumed", 4, resume=True)
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=k)
+    for (k, a), b in zip(full.teacher.model.state_dict().items(), resumed.teacher.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=k)
+    assert full.teacher.step == resumed.teacher.step == 4
+    assert logged(full, "loss/structured")[-1] == pytest.approx(logged(resumed, "loss/structured")[-1], rel=1e-4)
+
+
+def test_incomplete_checkpoint_is_never_resumed(tmp_path):
+    _run(tmp_path, "crash", 4)
+    out = tmp_path / "crash" / "out"
+    assert last_complete_checkpoint(str(out)).endswith("checkpoint-4")
+    os.remove(out / "checkpoint-4" / COMPLETE_MARKER)  # as if the process died while saving step 4
+    assert last_complete_checkpoint(str(out)).endswith("checkpoint-2")
+    with pytest.raises(ValueError, match="not a complete SCL checkpoint"):
+        check_checkpoint_complete(str(out / "checkpoint-4"))
+    marker = json.loads((out / "checkpoint-2" / COMPLETE_MARKER).read_text())
+    assert marker["step"] == 2 and "ema_teacher.safetensors" in marker["files"] and "scl_state_rank0.pt" in marker["files"]
+
+
+def test_save_model_exports_the_teacher(tmp_path):
+    trainer = SCLTrainer(model=tiny_model(), args=make_args(tmp_path, max_steps=2, ema_decay=0.9), train_dataset=Labeled(),
+                         unlabeled_dataset=Unlabeled())
+    trainer.train()
+    trainer.save_model(str(tmp_path / "final"))
+    saved = DeepLabV3PlusForSemanticSegmentation.from_pretrained(tmp_path / "final")
+    for (k, a), b in zip(saved.state_dict().items(), trainer.teacher.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert not torch.equal(saved.decoder.classifier.weight, trainer.model.decoder.classifier.weight)
+    assert "hub_token" not in (tmp_path / "final" / "training_args.json").read_text() or "<HUB_TOKEN>" in (
+        tmp_path / "final" / "training_args.json").read_text()
+
+
+def test_training_arguments_validation(tmp_path):
+    with pytest.raises(ValueError, match="structured_boxes"):
+        make_args(tmp_path, structured_boxes=33)
+    with pytest.raises(ValueError, match="unlabeled_pair_mode"):
+        make_args(tmp_path, unlabeled_pair_mode="other")
+    args = make_args(tmp_path)
+    assert (args.consistency_weight, args.structured_consistency_weight, args.cutmix_boxes, args.structured_boxes,
+            args.ema_decay, args.learning_rate, args.weight_decay) == (20.0, 3.0, 32, 16, 0.999, 0.002, 0.001)
