@@ -3,6 +3,8 @@
 import io
 import json
 import tarfile
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -96,25 +98,27 @@ def test_shuffling_depends_on_seed_and_epoch(shards):
     assert orders[0] != orders[1] and orders[0][0] != orders[0][1]
 
 
-@pytest.mark.parametrize("source,rank,world_size,mode", [
-    ("shards4", 0, 1, "same"), ("shards4", 1, 2, "same"), ("shards4", 0, 1, "different"),
-    ("shards3", 1, 2, "same"),  # 3 shards on 2 ranks: datasets deals every 2nd example instead of shards
-    ("folder", 0, 2, "same"),  # an image folder is a single shard
+@pytest.mark.parametrize("source,rank,world_size,mode,prefetch", [
+    ("shards4", 0, 1, "same", 0), ("shards4", 1, 2, "same", 0), ("shards4", 0, 1, "different", 0),
+    ("shards3", 1, 2, "same", 0),  # 3 shards on 2 ranks: datasets deals every 2nd example instead of shards
+    ("folder", 0, 2, "same", 0),  # an image folder is a single shard
+    ("shards4", 1, 2, "different", 3),  # prefetched pairs not yet handed out are not in the state
 ])
-def test_resume_from_state_dict_is_exact(tmp_path, source, rank, world_size, mode):
+def test_resume_from_state_dict_is_exact(tmp_path, source, rank, world_size, mode, prefetch):
     images = _write_folder(tmp_path / "images", count=11)
     if source != "folder":
         source = pack_image_folder(images, tmp_path / "shards", num_shards=int(source[-1]), rows_per_group=2).shards
     else:
         source = images
-    options = dict(shuffle_buffer=5, seed=3, rank=rank, world_size=world_size, pair_mode=mode, max_epochs=2)
+    options = dict(shuffle_buffer=5, seed=3, rank=rank, world_size=world_size, pair_mode=mode, max_epochs=2,
+                   prefetch=prefetch)
     transform = TrainTransform(8)
 
     def fresh():
         return UnlabeledPairStream(load_unlabeled(source), transform, **options)
 
     reference = list(fresh())
-    assert len(reference) > 4
+    assert len(reference) >= 4
     for stop in (1, len(reference) // 2 + 1, len(reference) - 1):  # inside a block, across an epoch, at the end
         stream = fresh()
         iterator = iter(stream)
@@ -127,6 +131,30 @@ def test_resume_from_state_dict_is_exact(tmp_path, source, rank, world_size, mod
         for got, want in zip(replay, reference):
             assert torch.equal(got["pixel_values_a"], want["pixel_values_a"])
             assert torch.equal(got["pixel_values_b"], want["pixel_values_b"])
+
+
+def test_prefetch_yields_the_same_pairs_and_stops_with_its_iterator(shards):
+    plain = [_ids(p) for p in UnlabeledPairStream(load_unlabeled(shards.shards), _identity, max_epochs=2)]
+    stream = UnlabeledPairStream(load_unlabeled(shards.shards), _identity, max_epochs=2, prefetch=2)
+    assert [_ids(p) for p in stream] == plain
+    endless = iter(UnlabeledPairStream(load_unlabeled(shards.shards), _identity, prefetch=2))
+    next(endless)
+    assert any(t.name == "unlabeled-prefetch" for t in threading.enumerate())
+    endless.close()
+    deadline = time.monotonic() + 5
+    while any(t.name == "unlabeled-prefetch" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "unlabeled-prefetch" for t in threading.enumerate())
+
+
+def test_errors_in_the_prefetch_thread_reach_the_consumer(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"junk")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(RuntimeError, match="no readable image"):
+            next(iter(UnlabeledPairStream.from_source(folder, _identity, prefetch=1)))
 
 
 def test_state_of_another_rank_is_refused(shards):

@@ -22,11 +22,18 @@ permutes consecutive blocks of `shuffle_buffer` examples with a permutation seed
 block). The state is the `datasets` state at the start of the current block plus the position inside it;
 on resume the block (at most `shuffle_buffer` undecoded examples) is re-read and the consumed part skipped,
 so the continuation is identical, augmentations included (they are seeded by (seed, rank, pair number)).
+
+Prefetch: decoding and augmenting a full-size pair takes ~0.5 s on one core (benchmarks/README.md), so
+`prefetch=k` prepares up to k pairs in a background thread while the training step runs (PIL decoding and
+torch ops release the GIL). The resume state is the one of the last pair handed out, not of the prefetched
+ones, so prefetching never loses or repeats a pair.
 """
 
 from __future__ import annotations
 
 import io
+import queue
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
@@ -118,22 +125,25 @@ class UnlabeledPairStream(torch.utils.data.IterableDataset):
         seed: seeds block permutations and augmentations (shard order per epoch comes from `set_epoch`).
         rank, world_size: this process and the number of processes (`split_dataset_by_node`).
         max_epochs: stop after this many passes over this rank's share; None = endless.
+        prefetch: pairs prepared ahead in a background thread (0 = none, everything on `next()`).
 
-    `state_dict()` / `load_state_dict()` hold plain ints and the `datasets` state (JSON-serialisable). Iterate
-    in the process that owns the state (DataLoader `num_workers=0`): a worker's progress would not reach it.
+    `skipped` counts unreadable examples up to the last pair handed out. `state_dict()` / `load_state_dict()`
+    hold plain ints and the `datasets` state (JSON-serialisable). Iterate in the process that owns the state
+    (DataLoader `num_workers=0`): a worker's progress would not reach it.
     """
 
     def __init__(self, dataset: datasets.IterableDataset, transform: Callable, *,
                  pair_mode: Literal["same", "different"] = "same", shuffle_buffer: int = 64, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, max_epochs: int | None = None) -> None:
+                 rank: int = 0, world_size: int = 1, max_epochs: int | None = None, prefetch: int = 0) -> None:
         if pair_mode not in ("same", "different"):
             raise ValueError(f"pair_mode must be 'same' or 'different', got {pair_mode!r}")
-        if shuffle_buffer < 1:
-            raise ValueError(f"shuffle_buffer must be >= 1, got {shuffle_buffer}")
+        if shuffle_buffer < 1 or prefetch < 0:
+            raise ValueError(f"need shuffle_buffer >= 1 and prefetch >= 0, got {shuffle_buffer}, {prefetch}")
         self.column = image_column(dataset)
         self.dataset = dataset.cast_column(self.column, datasets.Image(decode=False))
         self.transform, self.pair_mode, self.shuffle_buffer = transform, pair_mode, shuffle_buffer
         self.seed, self.rank, self.world_size, self.max_epochs = seed, rank, world_size, max_epochs
+        self.prefetch = prefetch
         self.skipped = 0
         self._warned: set[str] = set()
         self._state = {"epoch": 0, "block": 0, "block_start": None, "offset": 0, "pairs": 0}
@@ -145,12 +155,14 @@ class UnlabeledPairStream(torch.utils.data.IterableDataset):
         return cls(load_unlabeled(source, split=split), transform, **kwargs)
 
     def state_dict(self) -> dict[str, Any]:
-        """Where the stream stands after the last pair it yielded (plus the `skipped` count)."""
+        """Where the stream stands after the last pair handed out (plus the `skipped` count)."""
         return {**self._state, "skipped": self.skipped, "seed": self.seed, "rank": self.rank,
                 "world_size": self.world_size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue exactly after the pair at which `state` was taken (same rank and world size required)."""
+        """Continue exactly after the pair at which `state` was taken (same rank and world size required).
+
+        Applies to iterators created afterwards (`iter(stream)`); a running one keeps its own position."""
         if (state["rank"], state["world_size"]) != (self.rank, self.world_size):
             raise ValueError(f"stream state of rank {state['rank']}/{state['world_size']} cannot resume "
                              f"rank {self.rank}/{self.world_size}: the shards differ")
@@ -165,12 +177,10 @@ class UnlabeledPairStream(torch.utils.data.IterableDataset):
             dataset.load_state_dict(block_start)
         return dataset
 
-    def _examples(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-        """This epoch's examples in shuffled order from the saved position, each with the state after it."""
-        state = self._state
-        epoch, block, offset = state["epoch"], state["block"], state["offset"]
-        dataset = self._node_dataset(epoch, state["block_start"])
-        block_start = state["block_start"]
+    def _examples(self, state: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """The epoch's examples in shuffled order from position `state`, each with the position after it."""
+        epoch, block, offset, block_start = state["epoch"], state["block"], state["offset"], state["block_start"]
+        dataset = self._node_dataset(epoch, block_start)
         iterator = iter(dataset)
         while True:
             examples = list(islice(iterator, self.shuffle_buffer))
@@ -184,51 +194,94 @@ class UnlabeledPairStream(torch.utils.data.IterableDataset):
             block, offset, block_start = block + 1, 0, dataset.state_dict()
 
     def _decode(self, example: dict[str, Any]) -> np.ndarray | None:
+        """The decoded image, or None (with a warning, once per file) when it cannot be read."""
         value = example.get(self.column)
         try:
             return decode_image(value)
         except (ValueError, OSError, Image.DecompressionBombError) as error:
-            self.skipped += 1
             path = value.get("path") if isinstance(value, dict) else None
             name = str(path or example.get("__key__") or example.get("image_id") or "<no name>")
             if name not in self._warned:
                 self._warned.add(name)
-                warnings.warn(f"skipping unreadable unlabeled image {name}: {error}", stacklevel=3)
+                warnings.warn(f"skipping unreadable unlabeled image {name}: {error}", stacklevel=2)
             return None
 
-    def _images(self) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
-        """Decoded images of the current epoch with the state after each; skips unreadable ones."""
-        for example, after in self._examples():
+    def _epoch_pairs(self, state: dict[str, Any], skipped: list[int]) -> Iterator[tuple[dict, dict[str, Any]]]:
+        """Pairs of one epoch from `state`, each with the state after it; `skipped[0]` counts unreadable ones."""
+        waiting: np.ndarray | None = None
+        pairs = state["pairs"]
+        for example, after in self._examples(state):
             image = self._decode(example)
-            if image is not None:
-                yield image, after
+            if image is None:
+                skipped[0] += 1
+                continue
+            if self.pair_mode == "different" and waiting is None:
+                waiting = image  # an odd image left at the end of an epoch is dropped
+                continue
+            first, waiting = (image if waiting is None else waiting), None
+            gen_a, gen_b = _pair_generators(self.seed, self.rank, pairs)
+            pixels_a, _ = self.transform(first, None, generator=gen_a)
+            pixels_b, _ = self.transform(image, None, generator=gen_b)
+            pairs += 1
+            yield {"pixel_values_a": pixels_a, "pixel_values_b": pixels_b}, {**after, "pairs": pairs}
 
-    def _pairs(self) -> Iterator[dict[str, torch.Tensor]]:
-        images = self._images()
-        for image_a, after in images:
-            image_b = image_a
-            if self.pair_mode == "different":
-                second = next(images, None)
-                if second is None:
-                    return  # an odd image left at the end of an epoch is dropped
-                image_b, after = second
-            gen_a, gen_b = _pair_generators(self.seed, self.rank, self._state["pairs"])
-            pixels_a, _ = self.transform(image_a, None, generator=gen_a)
-            pixels_b, _ = self.transform(image_b, None, generator=gen_b)
-            self._state = {**after, "pairs": self._state["pairs"] + 1}
-            yield {"pixel_values_a": pixels_a, "pixel_values_b": pixels_b}
+    def _produce(self, state: dict[str, Any], skipped: int) -> Iterator[tuple[dict, dict[str, Any], int]]:
+        """Every pair from `state` on, with the stream state and the skip count after it."""
+        counter = [skipped]
+        while self.max_epochs is None or state["epoch"] < self.max_epochs:
+            start, produced = state, 0
+            for pair, state in self._epoch_pairs(start, counter):
+                produced += 1
+                yield pair, state, counter[0]
+            if produced == 0 and start["block"] == 0 and start["offset"] == 0:
+                raise RuntimeError(f"rank {self.rank}/{self.world_size}: the unlabeled stream has no readable "
+                                   f"image in a whole epoch ({counter[0]} skipped)")
+            state = {"epoch": start["epoch"] + 1, "block": 0, "block_start": None, "offset": 0,
+                     "pairs": state["pairs"]}
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         if torch.utils.data.get_worker_info() is not None:
             raise RuntimeError("UnlabeledPairStream keeps its resume state in the iterating process; iterate it "
-                               "in the main process (DataLoader num_workers=0)")
-        while self.max_epochs is None or self._state["epoch"] < self.max_epochs:
-            produced = 0
-            for pair in self._pairs():
-                produced += 1
-                yield pair
-            if produced == 0 and self._state["offset"] == 0 and self._state["block"] == 0:
-                raise RuntimeError(f"rank {self.rank}/{self.world_size}: the unlabeled stream has no readable "
-                                   f"image in a whole epoch ({self.skipped} skipped)")
-            self._state = {"epoch": self._state["epoch"] + 1, "block": 0, "block_start": None, "offset": 0,
-                           "pairs": self._state["pairs"]}
+                               "in the main process (DataLoader num_workers=0) and use `prefetch` instead")
+        produced = self._produce(dict(self._state), self.skipped)
+        if self.prefetch:
+            produced = _in_background(produced, self.prefetch)
+        for pair, state, skipped in produced:
+            self._state, self.skipped = state, skipped  # committed only when the pair is handed out
+            yield pair
+
+
+_END = object()
+
+
+def _in_background(items: Iterator, depth: int) -> Iterator:
+    """Run `items` in a daemon thread, at most `depth` ahead; exceptions re-raise here; closing stops it."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            put(error)
+
+    threading.Thread(target=work, name="unlabeled-prefetch", daemon=True).start()
+    try:
+        while (item := buffer.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
