@@ -123,7 +123,8 @@ def test_relaxed_gradcheck():
     labels[0, 0, 0] = 255
 
     def loss(x):
-        return relaxed_boundary_loss(x, labels, window=3, class_weight_bound=1.0, strict_classes=(2,), boundary_weight=2.0)
+        options = {"class_weight_bound": 1.0, "strict_classes": (2,), "boundary_weight": 2.0}
+        return relaxed_boundary_loss(x, labels, window=3, **options)
 
     assert torch.autograd.gradcheck(loss, (logits,))
 
@@ -205,7 +206,8 @@ BOX1_2X3 = 4 * (1 - 1 / math.sqrt(2)) ** 2 / 9
 
 @pytest.mark.parametrize("max_pairs", [None, 9, 9000])
 def test_structured_hand_computed(max_pairs):
-    loss = structured_consistency_loss(_student_2x3(), TEACHER_2X3, OWNER_2X3, num_boxes=2, last_boxes=2, max_pairs=max_pairs)
+    kwargs = {"num_boxes": 2, "last_boxes": 2, "max_pairs": max_pairs}
+    loss = structured_consistency_loss(_student_2x3(), TEACHER_2X3, OWNER_2X3, **kwargs)
     assert loss.item() == pytest.approx(4 / 9 + BOX1_2X3, abs=1e-12)
     dense = structured_consistency_loss_dense(_student_2x3(), TEACHER_2X3, OWNER_2X3, num_boxes=2, last_boxes=2)
     assert dense.item() == pytest.approx(4 / 9 + BOX1_2X3, abs=1e-12)
@@ -297,7 +299,8 @@ def test_structured_ignores_pixels_no_scored_box_owns():
     changed_t = torch.where(unscored.unsqueeze(1), noise.flip(1), teacher)
     kwargs = {"num_boxes": 6, "last_boxes": 4, "max_pairs": 50}
     base = structured_consistency_loss(student, teacher, owner, generator=torch.Generator().manual_seed(2), **kwargs)
-    other = structured_consistency_loss(changed_s, changed_t, owner, generator=torch.Generator().manual_seed(2), **kwargs)
+    generator = torch.Generator().manual_seed(2)
+    other = structured_consistency_loss(changed_s, changed_t, owner, generator=generator, **kwargs)
     assert base.item() == other.item()
 
 
@@ -321,7 +324,8 @@ def test_structured_gradcheck(max_pairs):
 
     def loss(s):
         generator = torch.Generator().manual_seed(0)
-        return structured_consistency_loss(s, teacher, owner, num_boxes=3, last_boxes=2, max_pairs=max_pairs, generator=generator)
+        kwargs = {"num_boxes": 3, "last_boxes": 2, "max_pairs": max_pairs}
+        return structured_consistency_loss(s, teacher, owner, generator=generator, **kwargs)
 
     assert torch.autograd.gradcheck(loss, (student,))
 
@@ -370,7 +374,8 @@ def _bad_structured_case(which: str):
 
 
 @pytest.mark.parametrize(
-    "which", ["teacher_shape", "owner_shape", "owner_float", "owner_high", "owner_low", "nan", "last_boxes", "max_pairs"]
+    "which",
+    ["teacher_shape", "owner_shape", "owner_float", "owner_high", "owner_low", "nan", "last_boxes", "max_pairs"],
 )
 def test_structured_bad_input(which):
     args, kwargs, match = _bad_structured_case(which)

@@ -13,11 +13,13 @@ from .models import (
     WideResNetBackbone,
     WideResNetConfig,
 )
+from .teacher import EMATeacher
 
 __all__ = [
     "__version__",
     "DeepLabV3PlusConfig",
     "DeepLabV3PlusForSemanticSegmentation",
+    "EMATeacher",
     "SCLImageProcessor",
     "WideResNetBackbone",
     "WideResNetConfig",

@@ -9,8 +9,8 @@ normalised coordinates -- and hence the coverage statistics -- does not depend o
 ``h = H·sqrt(s·r)``, ``w = W·sqrt(s/r)`` with area fraction ``s ~ U(s̄/2, 3s̄/2)`` and relative aspect
 ``r`` log-uniform in [1/2, 2]. Sides are rounded stochastically (floor(x + U)) so that small images keep the
 expected area. If N boxes were placed independently and uniformly over a torus, their union would cover
-``1 − (1 − s̄)^N`` of it, which is 1/2 for ``s̄ = 1 − 2^(−1/N)`` (0.02143 at N = 32). Boxes must lie inside the
-image, so pixels near the border are covered less often and the union falls short of 1/2 (0.473 at N = 32);
+``1 − (1 − s̄)^N`` of it, which is 1/2 for ``s̄ = 1 − 2^(−1/N)`` (0.02143 at N = 32). Boxes must lie inside
+the image, so pixels near the border are covered less often and the union falls short of 1/2 (0.473 at N = 32);
 ``_AREA_CALIBRATION`` = 1.10 corrects for that. Measured mean union coverage with this rule at N = 32
 (2,000 draws each unless noted, standard error 0.0007): 0.501 at 128×256, 0.503 at 256×128, 0.505 at 64×64,
 0.509 at 33×47, 0.537 at 16×16; 0.500 / 0.501 / 0.500 at 512×1024 / 896×896 / 1024×2048 (400 draws).
@@ -110,17 +110,20 @@ def owner_from_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tens
 
     The N boxes' 2N row edges cut the rows into at most S = 2N + 1 bands inside which every row is covered
     by the same boxes; likewise for columns. The owner is therefore computed once per (row band, column
-    band) cell -- a (B, N, S, S) boolean, 135 k entries per sample at N = 32 -- and then looked up for every
-    pixel: two passes over B·H·W instead of N.
+    band) cell -- a (B, N, S, S) uint8 product, 135 k entries per sample at N = 32 -- and then looked up
+    for every pixel: two passes over B·H·W instead of N.
     """
     batch, num_boxes, _ = boxes.shape
     row_band, row_start = _bands(boxes[..., 0], boxes[..., 2], height)
     col_band, col_start = _bands(boxes[..., 1], boxes[..., 3], width)
     rows_in = _spans(row_start, boxes[..., 0], boxes[..., 2])  # (B, N, S)
     cols_in = _spans(col_start, boxes[..., 1], boxes[..., 3])
-    covered = rows_in.unsqueeze(3) & cols_in.unsqueeze(2)  # (B, N, S, S)
-    order = torch.arange(num_boxes, device=boxes.device).view(1, num_boxes, 1, 1)
-    table = torch.where(covered, order, -1).amax(dim=1)  # (B, S, S): last covering box per cell
+    # Box n covering a cell contributes n + 1 (0 if not); the max over boxes minus 1 is the owner.
+    # uint8 while it fits: this (B, N, S, S) product dominates the cost for small images.
+    small = torch.uint8 if num_boxes < 255 else torch.int32
+    rank = torch.arange(1, num_boxes + 1, device=boxes.device, dtype=small).view(1, num_boxes, 1)
+    covered = (rows_in * rank).unsqueeze(3) * cols_in.unsqueeze(2)  # (B, N, S, S)
+    table = covered.amax(dim=1).long() - 1  # (B, S, S): last covering box per cell, −1 if none
     bands = row_start.shape[1]
     first_row = (torch.arange(batch, device=boxes.device).unsqueeze(1) * bands + row_band) * bands
     return table.reshape(-1)[first_row.unsqueeze(2) + col_band.unsqueeze(1)]

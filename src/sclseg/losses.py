@@ -103,7 +103,8 @@ def _check_labeled_inputs(
     if logits.dim() != 4 or not logits.is_floating_point():
         raise ValueError(f"logits must be a float (B, C, H, W) tensor, got {logits.dtype} {tuple(logits.shape)}")
     if labels.dim() != 3 or labels.shape != logits.shape[:1] + logits.shape[2:]:
-        raise ValueError(f"labels must be (B, H, W) = {tuple(logits.shape[:1] + logits.shape[2:])}, got {tuple(labels.shape)}")
+        expected = tuple(logits.shape[:1] + logits.shape[2:])
+        raise ValueError(f"labels must be (B, H, W) = {expected}, got {tuple(labels.shape)}")
     if labels.is_floating_point() or labels.dtype == torch.bool:
         raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
     if window < 1 or window % 2 == 0:
