@@ -6,7 +6,8 @@ Generates synthetic street-like images (smooth shapes + noise, so PNGs are ~1-3 
 Cityscapes) and labelIds maps in a temp folder, at full Cityscapes size (1024x2048, crop 896) and at the
 synthetic default size (256x512, crop 256). Labeled path = `ClassUniformDataset.__getitem__` (PNG decode of
 image + label, class-centred/random crop, jitter, blur, normalise). Unlabeled path = `UnlabeledPairStream`
-over a Parquet shard (decode once, two augmented views). Each item is timed separately; MEDIANS are printed.
+over a Parquet shard (decode once, two augmented views). Each item is timed separately; MEDIANS are printed, of CPU time (what one dedicated core
+spends; wall time on a shared machine also measures the neighbours) and of wall time.
 Torch runs with `--threads` threads (DataLoader workers use 1). Goal (issue 4): >= 2 training images/s per
 worker at full size.
 """
@@ -67,14 +68,22 @@ def write_set(folder: Path, count: int, size: tuple[int, int]) -> list[Cityscape
 
 
 def timed(function, repeats: int) -> float:
-    """Median seconds of `repeats` calls (after one warm-up call)."""
+    """Median CPU seconds of this process over `repeats` calls (after one warm-up call).
+
+    CPU time, not wall time: on a shared machine wall time measures the neighbours' load too, while the CPU
+    time of a single-threaded call is what one dedicated worker core spends. Wall medians go to WALL."""
     function()
-    times = []
+    cpu, wall = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start_cpu, start_wall = time.process_time(), time.perf_counter()
         function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        cpu.append(time.process_time() - start_cpu)
+        wall.append(time.perf_counter() - start_wall)
+    WALL[function] = statistics.median(wall)
+    return statistics.median(cpu)
+
+
+WALL: dict = {}
 
 
 def bench_size(root: Path, size: tuple[int, int], crop: int, count: int) -> dict[str, float]:
@@ -93,11 +102,31 @@ def bench_size(root: Path, size: tuple[int, int], crop: int, count: int) -> dict
     out["centroids_per_file"] = (time.perf_counter() - start) / count
     dataset = ClassUniformDataset(items, transform, num_workers=1, cache_dir=root)
     indices = iter(range(10**9))
-    out["labeled_item"] = timed(lambda: dataset[next(indices) % len(dataset)], 2 * count)
+    labeled = lambda: dataset[next(indices) % len(dataset)]  # noqa: E731
+    out["labeled_item"] = timed(labeled, 2 * count)
+    out["labeled_wall"] = WALL[labeled]
     pack_image_folder(root / "images", root / "shards", num_shards=1)
     stream = iter(UnlabeledPairStream(load_unlabeled(root / "shards"), transform, shuffle_buffer=4))
-    out["unlabeled_pair"] = timed(lambda: next(stream), 2 * count)
+    unlabeled = lambda: next(stream)  # noqa: E731
+    out["unlabeled_pair"] = timed(unlabeled, 2 * count)
+    out["unlabeled_wall"] = WALL[unlabeled]
+    out["prefetch_wait"] = prefetch_wait(load_unlabeled(root / "shards"), transform, out["unlabeled_wall"], count)
     return out
+
+
+def prefetch_wait(dataset, transform, pair_seconds: float, count: int) -> float:
+    """Median wall time `next()` blocks with `prefetch=2` when each training step (simulated by a sleep that
+    uses no CPU, like a GPU step) lasts 1.2x the wall time one pair takes to prepare."""
+    stream = iter(UnlabeledPairStream(dataset, transform, shuffle_buffer=4, prefetch=2))
+    next(stream)
+    waits = []
+    for _ in range(2 * count):
+        time.sleep(1.2 * pair_seconds)
+        start = time.perf_counter()
+        next(stream)
+        waits.append(time.perf_counter() - start)
+    stream.close()
+    return statistics.median(waits)
 
 
 def main() -> None:
@@ -110,19 +139,22 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
     print(f"versions: python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
           f"pillow {PIL.__version__}, datasets {datasets.__version__}")
-    print("all figures are medians over items\n")
+    print(f"load average {os.getloadavg()[0]:.1f}; all figures are medians over items\n")
     for size, crop in (((1024, 2048), 896), ((256, 512), 256)):
         with tempfile.TemporaryDirectory() as tmp:
             r = bench_size(Path(tmp), size, crop, args.images)
         print(f"== {size[0]}x{size[1]} images, crop {crop} (PNG {r['png_mb']:.2f} MB) ==")
-        labeled = r["labeled_item"]
-        print(f"  labeled path   : {1 / labeled:6.2f} images/s per worker ({1e3 * labeled:.0f} ms)")
-        print(f"  unlabeled path : {1 / r['unlabeled_pair']:6.2f} pairs/s per worker ({1e3 * r['unlabeled_pair']:.0f} ms;"
-              f" {2 / r['unlabeled_pair']:.2f} augmented views/s)")
-        print(f"  breakdown      : decode image {1e3 * r['decode_image']:.0f} ms, decode label "
+        labeled, pair = r["labeled_item"], r["unlabeled_pair"]
+        print(f"  labeled path   : {1 / labeled:6.2f} images/s per worker core ({1e3 * labeled:.0f} ms CPU, "
+              f"{1e3 * r['labeled_wall']:.0f} ms wall)")
+        print(f"  unlabeled path : {1 / pair:6.2f} pairs/s per worker core ({1e3 * pair:.0f} ms CPU, "
+              f"{1e3 * r['unlabeled_wall']:.0f} ms wall; {2 / pair:.2f} augmented views/s)")
+        print(f"  with prefetch=2: next() waits {1e3 * r['prefetch_wait']:.0f} ms when a step lasts "
+              f"{1.2e3 * r['unlabeled_wall']:.0f} ms")
+        print(f"  breakdown (CPU): decode image {1e3 * r['decode_image']:.0f} ms, decode label "
               f"{1e3 * r['decode_label']:.0f} ms, TrainTransform {1e3 * r['transform']:.0f} ms")
-        print(f"  centroids      : {1e3 * r['centroids_in_memory']:.1f} ms/image in memory, "
-              f"{1e3 * r['centroids_per_file']:.1f} ms/image with label decoding (1 process)\n")
+        print(f"  centroids      : {1e3 * r['centroids_in_memory']:.1f} ms CPU/image in memory, "
+              f"{1e3 * r['centroids_per_file']:.1f} ms wall/image with label decoding (1 process)\n")
 
 
 if __name__ == "__main__":

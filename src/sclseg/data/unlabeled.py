@@ -255,12 +255,18 @@ _END = object()
 
 
 def _in_background(items: Iterator, depth: int) -> Iterator:
-    """Run `items` in a daemon thread, at most `depth` ahead; exceptions re-raise here; closing stops it."""
+    """Run `items` in a thread, at most `depth` ahead; exceptions re-raise here; closing stops it.
+
+    The thread is not a daemon: one killed at interpreter exit inside a torch op aborts the process
+    ("terminate called without an active exception", exit code 134). It stops instead when the consumer
+    closes the iterator or the main thread has ended, after finishing the pair in hand.
+    """
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
+    main = threading.main_thread()
 
     def put(item: object) -> bool:
-        while not stop.is_set():
+        while not stop.is_set() and main.is_alive():
             try:
                 buffer.put(item, timeout=0.1)
                 return True
@@ -277,7 +283,7 @@ def _in_background(items: Iterator, depth: int) -> Iterator:
         except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises it
             put(error)
 
-    threading.Thread(target=work, name="unlabeled-prefetch", daemon=True).start()
+    threading.Thread(target=work, name="unlabeled-prefetch", daemon=False).start()
     try:
         while (item := buffer.get()) is not _END:
             if isinstance(item, BaseException):
