@@ -48,9 +48,6 @@ from PIL import Image
 
 from .cityscapes import read_image
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
 def load_unlabeled(source: str | Path | Sequence[str | Path], *, split: str = "train") -> datasets.IterableDataset:
     """A streaming `datasets.IterableDataset` of unlabeled images.
 
