@@ -48,6 +48,7 @@ from PIL import Image
 
 from .cityscapes import read_image
 
+
 def load_unlabeled(source: str | Path | Sequence[str | Path], *, split: str = "train") -> datasets.IterableDataset:
     """A streaming `datasets.IterableDataset` of unlabeled images.
 
