@@ -266,15 +266,19 @@ def test_structured_sampling_is_unbiased(max_pairs):
 
 
 def test_pair_sampling_regimes():
-    counts = torch.tensor([0, 3, 5, 30])  # |T|² = 0, 9, 25, 900 with max_pairs = 10
-    group, first, second, chosen = _sample_pair_ranks(counts, 10, torch.Generator().manual_seed(0))
+    counts = torch.tensor([0, 3, 5, 30])  # |T|² = 0, 9, 25, 900 with max_pairs = 10: none, all, subset, drawn
+    first, second, chosen = _sample_pair_ranks(counts, 10, torch.Generator().manual_seed(0))
+    assert first.shape == second.shape == (4, 10)
     assert chosen.tolist() == [0, 9, 10, 10]
-    assert torch.bincount(group, minlength=4).tolist() == [0, 9, 10, 10]
-    for g in range(4):
-        pairs = {(i, j) for i, j in zip(first[group == g].tolist(), second[group == g].tolist())}
+    for g in range(1, 4):
+        pairs = list(zip(first[g, : chosen[g]].tolist(), second[g, : chosen[g]].tolist()))
         assert all(0 <= i < counts[g] and 0 <= j < counts[g] for i, j in pairs)
-        if g in (1, 2):  # all 9 pairs; a 10-subset of 25 without replacement
-            assert len(pairs) == chosen[g]
+        if g == 1:
+            assert sorted(pairs) == [(i, j) for i in range(3) for j in range(3)]
+        if g == 2:  # a 10-subset of the 25 pairs, without replacement
+            assert len(set(pairs)) == 10
+    everything, _, every_count = _sample_pair_ranks(counts, None, None)
+    assert everything.shape == (4, 900) and every_count.tolist() == [0, 9, 25, 900]
 
 
 def test_structured_invariant_to_positive_pixel_scaling():
