@@ -72,6 +72,9 @@ class SCLTrainingArguments(TrainingArguments):
         metadata=_help("'same': u_a, u_b = two augmentations of one image (paper); 'different': two images (French et al.)."),
     )
     unlabeled_shuffle_buffer: int = field(default=64, metadata=_help("Examples per shuffled block of the unlabeled stream."))
+    unlabeled_prefetch: int = field(
+        default=2, metadata=_help("Unlabeled pairs decoded and augmented ahead in a background thread (0 = inline).")
+    )
     max_nonfinite_steps: int = field(
         default=5, metadata=_help("Stop with an error after this many consecutive steps whose loss is NaN/inf.")
     )
@@ -110,6 +113,7 @@ class SCLTrainingArguments(TrainingArguments):
             (self.unlabeled_batch_size >= 1, "unlabeled_batch_size must be >= 1"),
             (self.unlabeled_pair_mode in ("same", "different"), "unlabeled_pair_mode must be 'same' or 'different'"),
             (self.unlabeled_shuffle_buffer >= 1, "unlabeled_shuffle_buffer must be >= 1"),
+            (self.unlabeled_prefetch >= 0, "unlabeled_prefetch must be >= 0"),
             (self.max_nonfinite_steps >= 1, "max_nonfinite_steps must be >= 1"),
         ]
         for ok, message in checks:

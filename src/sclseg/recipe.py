@@ -1,0 +1,232 @@
+"""The training recipe behind `recipes/train_scl.py`: arguments, model, data, train, evaluate, export.
+
+`ModelArguments` and `DataArguments` hold what is not a training knob; every method knob is in
+`SCLTrainingArguments`. `run()` is what `accelerate launch recipes/train_scl.py` executes on every process.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoModelForSemanticSegmentation, HfArgumentParser
+
+from .data import (
+    ClassUniformDataset, CityscapesDataset, EvalTransform, TrainTransform, UnlabeledPairStream,
+    ensure_synthetic_cityscapes, list_split, load_unlabeled, make_semi_supervised_split, read_id_list,
+    select_items,
+)
+from .data.labels import colorize
+from .hub import write_model_card
+from .models import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, SCLImageProcessor, WideResNetConfig
+from .trainer import SCLTrainer
+from .training_args import SCLTrainingArguments
+
+# Architectures by name. "wrn38" is the paper's (NVIDIA DeepWV3Plus); "wrn-small" keeps its topology (pooling,
+# strides, dilations, bottlenecks, ASPP) at ~1/30 of the width (0.5M parameters) so the embedded default trains on a CPU.
+MODEL_PRESETS: dict[str, dict] = {
+    "wrn38": {},
+    "wrn-small": {
+        "backbone_config": {"stem_channels": 16, "depths": [1, 1, 1, 1, 1, 1],
+                            "stage_channels": [[24, 24], [32, 32], [48, 48], [64, 64], [48, 64, 96], [64, 96, 128]],
+                            "stage_dropout": [0.0, 0.0, 0.0, 0.0, 0.1, 0.1]},
+        "aspp_channels": 48, "aspp_rates": [6, 12, 18], "low_level_channels": 16, "decoder_channels": 48,
+    },
+}
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A save_pretrained folder or Hub id to start from; None = `model_preset`."}
+    )
+    model_preset: str = field(default="wrn38", metadata={"help": f"Architecture when starting fresh: {sorted(MODEL_PRESETS)}."})
+    backbone_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "ImageNet WideResNet38 backbone (`sclseg convert-nvidia wider_resnet38.pth.tar DIR "
+                          "--backbone-only`) to initialise the encoder."},
+    )
+
+
+@dataclass
+class DataArguments:
+    data_root: str = field(default="data/synthetic", metadata={"help": "Cityscapes root (official or NVIDIA layout)."})
+    synthetic: bool = field(
+        default=False, metadata={"help": "Generate the embedded synthetic Cityscapes at data_root if absent."}
+    )
+    labeled_fraction: str | None = field(
+        default=None, metadata={"help": "Labeled share of gtFine train, e.g. 1/8 (seeded split); the rest is unlabeled."}
+    )
+    labeled_list: str | None = field(default=None, metadata={"help": "File of labeled image ids (one per line)."})
+    split_seed: int = field(default=0, metadata={"help": "Seed of the labeled/unlabeled split."})
+    use_coarse: bool = field(
+        default=True,
+        metadata={"help": "Use train_extra: coarse labels boost rare classes in class-uniform sampling, images are "
+                          "unlabeled data (paper §4.2)."},
+    )
+    crop_size: int = field(default=896, metadata={"help": "Training crop (paper: 896)."})
+    eval_split: str = field(default="val", metadata={"help": "Split evaluated during and after training."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N images only."})
+    num_prediction_images: int = field(default=4, metadata={"help": "Colourised predictions written at the end."})
+
+
+def parse_arguments(argv: list[str], default_config: Path | None = None):
+    """`[CONFIG.yaml] [--flag value ...]`: the YAML (or `default_config` when none is given) sets defaults,
+    command-line flags override them."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, SCLTrainingArguments))
+    config = Path(argv[0]) if argv and argv[0].endswith((".yaml", ".yml")) else default_config
+    rest = argv[1:] if argv and argv[0].endswith((".yaml", ".yml")) else argv
+    flags = yaml_to_flags(config) if config is not None else []
+    return parser.parse_args_into_dataclasses(args=_device_flags() + flags + rest, look_for_args_file=False)
+
+
+def _device_flags() -> list[str]:
+    """`--use_cpu true` on a machine without CUDA or MPS. Under `accelerate launch` with several CPU processes,
+    only `TrainingArguments.use_cpu` makes Trainer build a distributed (gloo) state; accelerate's own
+    `use_cpu` config key does not reach multi-process launches (accelerate 1.15, utils/launch.py)."""
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    return [] if torch.cuda.is_available() or has_mps else ["--use_cpu", "true"]
+
+
+def yaml_to_flags(path: Path) -> list[str]:
+    """A flat YAML mapping → `--key value` flags (lists as several values, mappings as JSON)."""
+    import yaml
+
+    with open(path) as f:
+        config = yaml.safe_load(f) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a mapping of argument names to values")
+    flags: list[str] = []
+    for key, value in config.items():
+        if value is None:
+            continue
+        flags.append(f"--{key}")
+        if isinstance(value, list):
+            flags.extend(str(v) for v in value)
+        elif isinstance(value, dict):
+            flags.append(json.dumps(value))
+        else:
+            flags.append(str(value).lower() if isinstance(value, bool) else str(value))
+    return flags
+
+
+def build_model(model_args: ModelArguments) -> torch.nn.Module:
+    if model_args.model_name_or_path is not None:
+        return AutoModelForSemanticSegmentation.from_pretrained(model_args.model_name_or_path)
+    if model_args.model_preset not in MODEL_PRESETS:
+        raise ValueError(f"--model_preset {model_args.model_preset!r} is not one of {sorted(MODEL_PRESETS)}")
+    preset = dict(MODEL_PRESETS[model_args.model_preset])
+    backbone = WideResNetConfig(**preset.pop("backbone_config", {}))
+    model = DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusConfig(backbone_config=backbone, **preset))
+    if model_args.backbone_name_or_path is not None:
+        from .models import WideResNetBackbone
+
+        pretrained = WideResNetBackbone.from_pretrained(model_args.backbone_name_or_path)
+        model.backbone.load_state_dict(pretrained.state_dict(), strict=True)
+    return model
+
+
+def labeled_and_unlabeled_items(data_args: DataArguments):
+    """gtFine train split into labeled items and the ids of the rest (used as unlabeled images)."""
+    train = list_split(data_args.data_root, "train")
+    if data_args.labeled_list is not None:
+        ids = read_id_list(data_args.labeled_list, known_ids=[item.image_id for item in train])
+    elif data_args.labeled_fraction is not None:
+        ids = make_semi_supervised_split([i.image_id for i in train], data_args.labeled_fraction,
+                                         seed=data_args.split_seed).labeled
+    else:
+        return train, []
+    return select_items(train, ids)
+
+
+def build_unlabeled(data_args: DataArguments, args: SCLTrainingArguments, unlabeled_train, transform):
+    """The unlabeled pair stream of this process: `--unlabeled_source`, else train_extra images plus the
+    unlabeled part of gtFine train."""
+    if args.unlabeled_source is not None:
+        dataset = load_unlabeled(args.unlabeled_source)
+    else:
+        extra = list_split(data_args.data_root, "train_extra", labels=False) if data_args.use_coarse else []
+        paths = [str(item.image_path) for item in list(unlabeled_train) + list(extra)]
+        if not paths:
+            raise ValueError("no unlabeled images: set --labeled_fraction, --use_coarse or --unlabeled_source")
+        table = datasets.Dataset.from_dict({"image": paths}).cast_column("image", datasets.Image(decode=False))
+        # Several shards per process so that split_dataset_by_node hands out whole shards (no file read twice).
+        dataset = table.to_iterable_dataset(num_shards=min(len(paths), 4 * max(args.world_size, 1)))
+    return UnlabeledPairStream(dataset, transform, pair_mode=args.unlabeled_pair_mode, seed=args.seed,
+                               shuffle_buffer=args.unlabeled_shuffle_buffer, rank=args.process_index,
+                               world_size=args.world_size, prefetch=args.unlabeled_prefetch)
+
+
+def build_datasets(data_args: DataArguments, args: SCLTrainingArguments):
+    labeled, unlabeled_train = labeled_and_unlabeled_items(data_args)
+    transform = TrainTransform(data_args.crop_size)
+    extra = list_split(data_args.data_root, "train_extra") if data_args.use_coarse else []
+    with args.main_process_first(desc="class centroids"):  # computed once, cached next to the data
+        train = ClassUniformDataset(labeled, transform, extra_items=extra, pct=args.class_uniform_pct,
+                                    tile_size=args.class_uniform_tile)
+    eval_items = list_split(data_args.data_root, data_args.eval_split)[: data_args.max_eval_samples]
+    evaluation = CityscapesDataset(eval_items, EvalTransform())
+    unlabeled = build_unlabeled(data_args, args, unlabeled_train, transform) if args.uses_unlabeled else None
+    return train, evaluation, unlabeled, len(labeled)
+
+
+def save_predictions(model: torch.nn.Module, dataset: CityscapesDataset, folder: Path, count: int) -> list[Path]:
+    """Image | ground truth | prediction strips (official palette) for the first `count` images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    model.eval()
+    for index in range(min(count, len(dataset))):
+        item = dataset[index]
+        image, _ = dataset.load(index)
+        with torch.no_grad():
+            logits = model(pixel_values=item["pixel_values"][None].to(model.device)).logits
+        pred = logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
+        strip = np.concatenate([image, colorize(item["labels"].numpy().astype(np.uint8)), colorize(pred)], axis=1)
+        path = folder / f"{item['image_id']}_image_gt_pred.png"
+        Image.fromarray(strip).save(path)
+        written.append(path)
+    return written
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, args: SCLTrainingArguments) -> dict[str, float]:
+    if data_args.synthetic:
+        with args.main_process_first(desc="synthetic data"):
+            ensure_synthetic_cityscapes(data_args.data_root)
+    model = build_model(model_args)
+    train, evaluation, unlabeled, num_labeled = build_datasets(data_args, args)
+    processor = SCLImageProcessor()
+    trainer = SCLTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
+                         unlabeled_dataset=unlabeled, processing_class=processor)
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    metrics = trainer.evaluate()
+    trainer.save_model(args.output_dir)
+    _write_image_ids(trainer, Path(args.output_dir))
+    if args.should_save:
+        card = write_model_card(Path(args.output_dir), metrics, args=args, data_root=data_args.data_root,
+                                num_labeled=num_labeled, synthetic=data_args.synthetic)
+        net = trainer.teacher.model if args.eval_with_teacher else trainer.model
+        pictures = save_predictions(net, evaluation, Path(args.output_dir) / "predictions",
+                                    data_args.num_prediction_images)
+        _report(args.output_dir, metrics, card, pictures)
+    return metrics
+
+
+def _write_image_ids(trainer: SCLTrainer, output_dir: Path) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / f"train_image_ids_rank{trainer.args.process_index}.json"
+    path.write_text(json.dumps(trainer.trained_image_ids))
+
+
+def _report(output_dir: str, metrics: dict, card: Path, pictures: list[Path]) -> None:
+    print(f"\nvalidation mIoU (teacher, whole image): {metrics.get('eval_mean_iou', float('nan')):.4f}", file=sys.stderr)
+    print(f"model + processor: {output_dir}  (load with AutoModelForSemanticSegmentation.from_pretrained)", file=sys.stderr)
+    print(f"model card:        {card}", file=sys.stderr)
+    if pictures:
+        print(f"predictions:       {pictures[0].parent} ({len(pictures)} PNGs: image | ground truth | prediction)",
+              file=sys.stderr)
