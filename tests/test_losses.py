@@ -321,6 +321,17 @@ def test_structured_gradients_student_only_through_cosine_normalisation():
     assert student.grad.abs().max().item() > 1e-6
 
 
+def test_structured_zero_vector_gives_finite_gradients():
+    student, teacher, owner = _random_case(13)
+    student[:, :, owner[0] >= 2] = 0.0  # every scored pixel of sample 0 has an all-zero vector
+    student.requires_grad_()
+    loss = structured_consistency_loss(student, teacher, owner, num_boxes=6, last_boxes=4, max_pairs=None)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(student.grad).all()
+    dense = structured_consistency_loss_dense(student, teacher, owner, num_boxes=6, last_boxes=4)
+    assert abs(loss.item() - dense.item()) < 1e-10
+
+
 @pytest.mark.parametrize("max_pairs", [None, 5])
 def test_structured_gradcheck(max_pairs):
     student, teacher, owner = _random_case(12, batch=1, classes=3, height=4, width=5, boxes=3)

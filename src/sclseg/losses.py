@@ -267,9 +267,10 @@ def structured_consistency_loss(
     - ``|T_n|² > 16·max_pairs``: ``max_pairs`` pairs uniformly with replacement (< 3% repeats expected).
 
     Every sampled estimate is unbiased for the box's dense mean. No ``|T_n| × |T_n|`` matrix is formed:
-    each box gets ``max_pairs`` pair slots (fixed shapes, unused slots masked), so time and memory are
-    O(B·last_boxes·max_pairs·C), plus O(B·H·W) int64 to group the pixels by box and the (B, C, H, W)
-    gradient every loss on these probabilities produces. ``max_pairs=None`` gives every box as many slots
+    each box gets ``max_pairs`` pair slots (fixed shapes, unused slots masked), so time is
+    O(B·last_boxes·max_pairs·C) and working memory O(B·max_pairs·C) (boxes are processed one at a time),
+    plus O(B·H·W) int64 to group the pixels by box and the (B, C, H, W) gradient every loss on these
+    probabilities produces. ``max_pairs=None`` gives every box as many slots
     as the largest box has pairs: O(B·last_boxes·max|T_n|²·C), like the dense loss.
 
     Args:
@@ -303,8 +304,8 @@ def structured_consistency_loss(
     index = (offsets.unsqueeze(1) + torch.cat([rank_i, rank_j], dim=1)).clamp_max(positions.numel() - 1)
     at = positions[index].view(batch, -1)  # (B, N_box·2S) pixel positions inside each image plane
     with torch.no_grad():
-        teacher = _slot_cosines(teacher_probs.detach(), at, last_boxes, dtype)
-    student = _slot_cosines(student_probs, at, last_boxes, dtype)
+        teacher = _SlotCosines.apply(teacher_probs.detach(), at, last_boxes)
+    student = _SlotCosines.apply(student_probs, at, last_boxes)
     squared = (student - teacher).square() * valid.view(batch, last_boxes, slots)
     per_box = squared.sum(dim=2) / chosen.view(batch, last_boxes).clamp_min(1).to(dtype)
     return per_box.sum(dim=1).mean()
@@ -411,23 +412,56 @@ def _subset_of_pairs(
     return table
 
 
-def _slot_cosines(probs: torch.Tensor, at: torch.Tensor, last_boxes: int, dtype: torch.dtype) -> torch.Tensor:
-    """Cosine similarity of each slot's pixel pair: (B, N_box, S).
+class _SlotCosines(torch.autograd.Function):
+    """Cosine similarity of each slot's pixel pair, (B, N_box, S), computed one box at a time.
 
-    ``at`` (B, N_box·2S) holds, per box, the S first pixels then the S second pixels. ``gather`` reads one
-    class plane at a time (4× faster on CPU than indexing pixel by pixel across planes); norms are clamped
-    at eps as ``F.normalize`` does.
+    ``at`` (B, N_box·2S) holds, per box, the S first pixels then the S second pixels. Only ``at`` is saved;
+    the backward gathers each box's vectors again. Working memory is therefore O(B·S·C) -- one box's
+    vectors -- instead of O(B·N_box·S·C) several times over (autograd's saved gathers, products and
+    gradients: ~110 MB at N_box = 16, S = 9000, C = 19). The loop runs over at most N_box boxes.
     """
-    batch, num_classes = probs.shape[:2]
-    flat = probs.reshape(batch, num_classes, -1)
+
+    @staticmethod
+    def forward(ctx, probs: torch.Tensor, at: torch.Tensor, last_boxes: int) -> torch.Tensor:
+        flat = probs.reshape(probs.shape[0], probs.shape[1], -1)
+        at = at.view(probs.shape[0], last_boxes, -1)
+        cosines = torch.stack([_box_cosines(flat, at[:, box])[2] for box in range(last_boxes)], dim=1)
+        ctx.save_for_backward(probs, at)
+        return cosines
+
+    @staticmethod
+    def backward(ctx, grad_cosines: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        probs, at = ctx.saved_tensors
+        batch, num_classes = probs.shape[:2]
+        flat = probs.reshape(batch, num_classes, -1)
+        grad = torch.zeros(flat.shape, dtype=grad_cosines.dtype, device=flat.device)
+        for box in range(at.shape[1]):
+            vectors, squared_norms, cosine = _box_cosines(flat, at[:, box])
+            first, second = vectors.unbind(dim=2)  # (B, C, S)
+            weight = grad_cosines[:, box]  # (B, S)
+            inverse = torch.rsqrt(squared_norms.clamp_min(_COSINE_EPS**2).prod(dim=1))
+            # ∂a/∂p_i = p_j/(‖p_i‖‖p_j‖) − a·p_i/‖p_i‖² (0 where the norm is clamped at eps).
+            radial = torch.where(squared_norms > _COSINE_EPS**2, cosine.unsqueeze(1) / squared_norms, 0.0)
+            along = (weight * inverse).unsqueeze(1)
+            grad_first = second * along - first * (weight * radial[:, 0]).unsqueeze(1)
+            grad_second = first * along - second * (weight * radial[:, 1]).unsqueeze(1)
+            index = at[:, box].unsqueeze(1).expand(batch, num_classes, at.shape[2])
+            grad.scatter_add_(2, index, torch.cat([grad_first, grad_second], dim=2))
+        return grad.view(probs.shape).to(probs.dtype), None, None
+
+
+def _box_cosines(flat: torch.Tensor, at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One box: ``flat`` (B, C, H·W), ``at`` (B, 2S) → vectors (B, C, 2, S), squared norms (B, 2, S) and
+    cosines (B, S), in at least float32. ``gather`` reads one class plane at a time (4× faster on CPU than
+    indexing pixel by pixel across planes); norms are clamped at eps as ``F.normalize`` does."""
+    batch, num_classes = flat.shape[:2]
+    dtype = torch.promote_types(flat.dtype, torch.float32)
     vectors = flat.gather(2, at.unsqueeze(1).expand(batch, num_classes, at.shape[1])).to(dtype)
-    vectors = vectors.view(batch, num_classes, last_boxes, 2, -1)  # (B, C, N_box, 2, S)
-    # Squared norms by a plain product-sum: linalg.vector_norm over this strided class axis is 6× slower on CPU.
-    squared_norms = (vectors * vectors).sum(dim=1).clamp_min(_COSINE_EPS**2)  # (B, N_box, 2, S)
-    first, second = vectors.unbind(dim=3)  # one stacked gradient instead of two zero-filled selects
-    dot = (first * second).sum(dim=1)
-    norm_first, norm_second = squared_norms.unbind(dim=2)
-    return dot * torch.rsqrt(norm_first * norm_second)
+    vectors = vectors.view(batch, num_classes, 2, -1)
+    squared_norms = (vectors * vectors).sum(dim=1)
+    first, second = vectors.unbind(dim=2)
+    cosine = (first * second).sum(dim=1) * torch.rsqrt(squared_norms.clamp_min(_COSINE_EPS**2).prod(dim=1))
+    return vectors, squared_norms, cosine
 
 
 def structured_consistency_loss_dense(
