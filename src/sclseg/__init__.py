@@ -14,6 +14,8 @@ from .models import (
     WideResNetConfig,
 )
 from .teacher import EMATeacher
+from .trainer import SCLTrainer
+from .training_args import SCLTrainingArguments
 
 __all__ = [
     "__version__",
@@ -21,6 +23,8 @@ __all__ = [
     "DeepLabV3PlusForSemanticSegmentation",
     "EMATeacher",
     "SCLImageProcessor",
+    "SCLTrainer",
+    "SCLTrainingArguments",
     "WideResNetBackbone",
     "WideResNetConfig",
 ]
