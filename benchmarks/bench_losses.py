@@ -1,34 +1,34 @@
 """Cost of the SCL losses and of CutMix box sampling (issue 3): time and peak memory per forward+backward.
 
 Usage: python benchmarks/bench_losses.py [--sizes 512x1024,896x896,1024x2048] [--repeats 3] [--device cpu|cuda]
-       [--dense-budget-gb 2.0] [--model-seconds S] [--threads T]
+       [--dense-budget-gb 2.0] [--threads T] [--model-size HxW | --model-seconds S]
 
-Setting: B = 1, C = 19, N = 32 boxes, N_box = 16, N_pair = 9000 (the paper's). Rows:
+Setting: B = 1, C = 19, N = 32 boxes, N_box = 16, N_pair = 9000 (the paper's), float32. Rows:
 - ``L_sc sampled``: ``structured_consistency_loss`` forward + backward.
-- ``L_sc dense``: every pair, one box at a time with its own backward (the least memory an exact eq. 8 needs:
-  one box's |T_n|×|T_n| matrices at a time), float32. Where its estimated peak exceeds ``--dense-budget-gb``
-  it is not run; its time and memory are extrapolated from the per-pair cost measured at the largest size
-  that fits (the row says "est.").
+- ``L_sc dense``: every pair, one box at a time with its own backward (the least memory an exact eq. 8
+  needs: one box's |T_n|×|T_n| matrices at a time). Where it would need more than ``--dense-budget-gb`` it is
+  not run; time and memory are then extrapolated from the per-pair cost measured at 256×512 ("est.").
 - ``L_c``: ``pixel_consistency_loss`` forward + backward.
 - ``boxes``: ``sample_cutmix_boxes`` (no gradient).
-Timings run first; peak memory is a second pass, measured above the inputs: on CUDA with ``max_memory_allocated``, on CPU as the peak resident
-set (``/proc/self/status`` VmHWM, reset through ``/proc/self/clear_refs``) with glibc's dynamic mmap threshold
-disabled so freed blocks go back to the OS. It includes the gradient of the (1, 19, H, W) student
-probabilities, which any implementation must produce; the "input grad" column gives its size.
-Times are medians of ``--repeats`` runs after one warm-up.
+Peak memory (first pass) is measured above the inputs: on CUDA with ``max_memory_allocated``; on CPU as the
+peak resident set (``/proc/self/status`` VmHWM, reset through ``/proc/self/clear_refs``) with glibc's mmap
+threshold fixed at 128 KiB so freed blocks go back to the OS. It includes the gradient of the (1, 19, H, W)
+student probabilities, which every loss on them produces (its size is printed per input size).
+Times (second pass) are medians of ``--repeats`` runs after one warm-up. ``--model-size`` times one forward +
+backward of the full model at that size and scales it by pixels to 896×896 for the ratio; without it the
+ratio uses ``--model-seconds`` or DESIGN §2's CPU estimate.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import gc
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 
@@ -53,11 +53,12 @@ def _libc() -> ctypes.CDLL | None:
 LIBC = _libc()
 
 
-def exact_resident_memory() -> None:
-    """Make freed blocks go back to the OS at once (glibc M_MMAP_THRESHOLD = 128 KiB, fixed), so the
-    resident-set peak follows what torch holds. Slows allocation (page faults): call it after all timing."""
+def set_mmap_threshold(size: int) -> None:
+    """glibc M_MMAP_THRESHOLD, fixed. 128 KiB: freed blocks go back to the OS at once, so the resident-set
+    peak follows what torch holds (memory pass); 32 MiB, glibc's dynamic maximum: allocations are reused
+    instead of page-faulted in anew, as in a long-running process (timing pass)."""
     if LIBC is not None:
-        LIBC.mallopt(-3, 128 * 1024)
+        LIBC.mallopt(-3, size)
 
 
 def _status_mb(key: str) -> float:
@@ -198,7 +199,7 @@ def bench_size(height, width, device, phase, repeats, budget_mb, per_pair) -> di
             cells[name] = f"{seconds * 1e3:.1f} ms"
         else:
             cells[name] = f"{peak_mb(step, device):.1f} MB"
-    if phase == "time":
+    if phase == "memory":
         pairs = sum(s * s for s in sizes)
         print(f"{height}x{width}: |T_n| of the last 16 boxes: sum {sum(sizes)}, max {max(sizes)}; "
               f"sum |T_n|^2 = {pairs:.3g}; input gradient {grad_mb:.1f} MB")
@@ -253,16 +254,16 @@ def main() -> None:
     print(f"setting: B=1, C={CLASSES}, N={NUM_BOXES}, N_box={LAST_BOXES}, N_pair={MAX_PAIRS}, float32")
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
     budget_mb = args.dense_budget_gb * 1024
-    # All timings first: exact_resident_memory() slows allocation, so memory is a second pass.
-    per_pair = dense_cost(device, "time")
-    times = {size: bench_size(*size, device, "time", args.repeats, budget_mb, per_pair) for size in sizes}
-    model_time = model_seconds(args.model_size, device) if args.model_size else args.model_seconds
-    if device.type == "cpu":
-        exact_resident_memory()
+    # Memory first, from a fresh process state (a pass after the timings read up to 4x higher), then time.
+    set_mmap_threshold(128 * 1024)
     per_pair_mb = dense_cost(device, "memory")
+    peaks = {size: bench_size(*size, device, "memory", args.repeats, budget_mb, per_pair_mb) for size in sizes}
+    set_mmap_threshold(32 * 2**20)
+    per_pair = dense_cost(device, "time")
     print(f"dense cost at {CALIBRATION_SIZE[0]}x{CALIBRATION_SIZE[1]}: {per_pair * 1e9:.1f} ns per pair, "
           f"{per_pair_mb * 2**20:.1f} bytes per pair of the largest box")
-    peaks = {size: bench_size(*size, device, "memory", args.repeats, budget_mb, per_pair_mb) for size in sizes}
+    times = {size: bench_size(*size, device, "time", args.repeats, budget_mb, per_pair) for size in sizes}
+    model_time = model_seconds(args.model_size, device) if args.model_size else args.model_seconds
     print_table(sizes, times, peaks)
     report_ratio(times, model_time)
 
