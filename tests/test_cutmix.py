@@ -24,7 +24,7 @@ def _painted_owner(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor
     return owner
 
 
-@pytest.mark.parametrize("height, width", [(37, 53), (64, 16), (2, 2), (5, 300)])
+@pytest.mark.parametrize("height, width", [(37, 53), (64, 16), (2, 2), (5, 300), (80, 90)])  # (80, 90): bands on both axes
 def test_sample_shapes_dtypes_and_geometry(height, width):
     cut = sample_cutmix_boxes(3, height, width, num_boxes=32, generator=torch.Generator().manual_seed(0))
     assert isinstance(cut, CutMixBoxes)

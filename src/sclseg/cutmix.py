@@ -110,8 +110,8 @@ def owner_from_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tens
 
     The N boxes' 2N row edges cut the rows into at most S = 2N + 1 bands inside which every row is covered
     by the same boxes; likewise for columns. The owner is therefore computed once per (row band, column
-    band) cell -- a (B, N, S, S) uint8 product, 135 k entries per sample at N = 32 -- and then looked up
-    for every pixel: two passes over B·H·W instead of N.
+    band) cell -- a (B, N, S, S) uint8 product, 135 k entries per sample at N = 32 (it grows as N³: 217 M
+    at N = 300 on a large image) -- and then looked up for every pixel: two passes over B·H·W instead of N.
     """
     batch, num_boxes, _ = boxes.shape
     row_band, row_start = _bands(boxes[..., 0], boxes[..., 2], height)
@@ -124,17 +124,20 @@ def owner_from_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tens
     rank = torch.arange(1, num_boxes + 1, device=boxes.device, dtype=small).view(1, num_boxes, 1)
     covered = (rows_in * rank).unsqueeze(3) * cols_in.unsqueeze(2)  # (B, N, S, S)
     table = covered.amax(dim=1).long() - 1  # (B, S, S): last covering box per cell, −1 if none
-    bands = row_start.shape[1]
-    first_row = (torch.arange(batch, device=boxes.device).unsqueeze(1) * bands + row_band) * bands
+    row_bands, col_bands = row_start.shape[1], col_start.shape[1]
+    first_row = (torch.arange(batch, device=boxes.device).unsqueeze(1) * row_bands + row_band) * col_bands
     return table.reshape(-1)[first_row.unsqueeze(2) + col_band.unsqueeze(1)]
 
 
 def _bands(lo: torch.Tensor, hi: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut ``range(size)`` at the (B, n) span edges ``lo``, ``hi``.
 
-    Returns the band of every index, (B, size) int64 in [0, 2n], and the first index of every band,
-    (B, 2n + 1) (empty bands, from repeated edges, are never looked up).
+    Returns the band of every index, (B, size) int64 in [0, S), and the first index of every band, (B, S),
+    S = min(2n + 1, size) (empty bands, from repeated edges, are never looked up).
     """
+    if 2 * lo.shape[1] + 1 >= size:  # more edges than indices: one band per index
+        index = torch.arange(size, device=lo.device).expand(lo.shape[0], size)
+        return index, index
     edges = torch.sort(torch.cat([lo, hi], dim=1), dim=1).values  # (B, 2n)
     index = torch.arange(size, device=lo.device).expand(lo.shape[0], size).contiguous()
     band = torch.searchsorted(edges, index, right=True)

@@ -270,11 +270,11 @@ def structured_consistency_loss(
     - ``|T_n|² > 16·max_pairs``: ``max_pairs`` pairs uniformly with replacement (< 3% repeats expected).
 
     Every sampled estimate is unbiased for the box's dense mean. No ``|T_n| × |T_n|`` matrix is formed:
-    each box gets ``max_pairs`` pair slots (fixed shapes, unused slots masked), so time is
-    O(B·last_boxes·max_pairs·C) and working memory O(B·max_pairs·C) (boxes are processed one at a time),
-    plus O(B·H·W) int64 to group the pixels by box and the (B, C, H, W) gradient every loss on these
-    probabilities produces. ``max_pairs=None`` gives every box as many slots as the largest box has
-    pairs: O(B·last_boxes·max|T_n|²·C), like the dense loss.
+    each box gets ``max_pairs`` pair slots (fewer when no box has that many pairs; unused slots are
+    masked), so time is O(B·last_boxes·max_pairs·C) and working memory O(B·max_pairs·C) (boxes are
+    processed one at a time), plus an O(B·H·W) bool map and O(visible pixels) int64 to group the pixels by
+    box, and the (B, C, H, W) gradient every loss on these probabilities produces. ``max_pairs=None`` gives
+    every box as many slots as the largest box has pairs: O(B·last_boxes·max|T_n|²·C), like the dense loss.
 
     Args:
         student_probs: (B, C, H, W) float ``p_s(u_m)``; gradients flow through it, including through the
@@ -367,15 +367,14 @@ def _sample_pair_ranks(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Choose ordered pairs for groups of ``counts[g]`` pixels (regimes: ``structured_consistency_loss``).
 
-    Every group gets S slots, S = ``max_pairs`` (or the largest |T|² when None). Returns the ranks ``i``,
-    ``j`` inside the group of the pair in each slot, (G, S) int64 each, and the number of slots used per
-    group, (G,) int64; slots beyond that hold arbitrary ranks. Enumerated pair t has ranks (t // |T|, t % |T|).
+    Every group gets S slots, S = the most pairs any group uses (``max_pairs`` on full-size images).
+    Returns the ranks ``i``, ``j`` inside the group of the pair in each slot, (G, S) int64 each, and the
+    number of slots used per group, (G,) int64; slots beyond that hold arbitrary ranks. Enumerated pair t
+    has ranks (t // |T|, t % |T|).
     """
     all_pairs = counts * counts
-    if max_pairs is None:
-        slots, chosen = max(int(all_pairs.max()), 1), all_pairs
-    else:
-        slots, chosen = max_pairs, all_pairs.clamp_max(max_pairs)
+    chosen = all_pairs if max_pairs is None else all_pairs.clamp_max(max_pairs)
+    slots = max(int(chosen.max()), 1)  # = max_pairs unless every box has fewer pairs (small images)
     size = counts.clamp_min(1).unsqueeze(1)
     pair = torch.arange(slots, device=counts.device).expand(counts.numel(), slots)
     if max_pairs is not None:
