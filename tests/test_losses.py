@@ -396,3 +396,15 @@ def test_structured_bad_input(which):
     args, kwargs, match = _bad_structured_case(which)
     with pytest.raises(ValueError, match=match):
         structured_consistency_loss(*args, **kwargs)
+
+
+def test_low_precision_inputs_are_computed_in_float32():
+    student, teacher, owner = _random_case(14)
+    low = student.to(torch.bfloat16).requires_grad_()
+    kwargs = {"num_boxes": 6, "last_boxes": 4, "max_pairs": None}
+    loss = structured_consistency_loss(low, teacher.to(torch.bfloat16), owner, **kwargs)
+    loss.backward()
+    dense = structured_consistency_loss_dense(student, teacher, owner, num_boxes=6, last_boxes=4)
+    assert loss.dtype == torch.float32 and low.grad.dtype == torch.bfloat16
+    assert loss.item() == pytest.approx(dense.item(), rel=2e-2)
+    assert pixel_consistency_loss(low, teacher.to(torch.bfloat16)).dtype == torch.float32
