@@ -1,4 +1,5 @@
 import json
+import math
 import os
 
 import pytest
@@ -76,13 +77,28 @@ def test_all_terms_logged_and_sum_to_the_loss(tmp_path):
                          unlabeled_dataset=Unlabeled())
     trainer.train()
     first = trainer.state.log_history[0]
-    for key in ("loss/supervised", "loss/consistency", "loss/structured", "ema/decay", "cutmix/coverage"):
+    for key in ("loss/supervised", "loss/consistency", "loss/structured", "ema/decay", "cutmix/coverage",
+                "consistency/ramp"):
         assert key in first, key
     expected = first["loss/supervised"] + 20 * first["loss/consistency"] + 3 * first["loss/structured"]
     assert first["loss"] == pytest.approx(expected, rel=1e-4)
     assert first["ema/decay"] == pytest.approx(0.999) and 0.2 < first["cutmix/coverage"] < 0.8
+    assert first["consistency/ramp"] == 1.0
     ids = trainer.trained_image_ids  # 2 steps × 2 images, each a distinct labeled image of the epoch
     assert len(ids) == 4 and len(set(ids)) == 4 and set(ids) <= {f"img{i}" for i in range(8)}
+
+
+def test_consistency_ramp_up(tmp_path):
+    trainer = SCLTrainer(model=tiny_model(), args=make_args(tmp_path, max_steps=2, consistency_rampup_steps=4),
+                         train_dataset=Labeled(), unlabeled_dataset=Unlabeled())
+    trainer.train()
+    for entry, step in zip([e for e in trainer.state.log_history if "loss" in e], (0, 1)):
+        ramp = math.exp(-5 * (1 - step / 4) ** 2)  # exp(-5) at the first step, exp(-5·9/16) at the second
+        assert entry["consistency/ramp"] == pytest.approx(ramp, rel=1e-5)
+        expected = entry["loss/supervised"] + ramp * (20 * entry["loss/consistency"] + 3 * entry["loss/structured"])
+        assert entry["loss"] == pytest.approx(expected, rel=1e-4)
+    trainer.state.global_step = 4
+    assert trainer.consistency_ramp() == 1.0
 
 
 def test_teacher_only_moves_by_ema_and_student_learns(tmp_path):

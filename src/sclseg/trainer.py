@@ -11,6 +11,7 @@ the teacher, each rank's stream state and random generator, and a completion mar
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -130,20 +131,29 @@ class SCLTrainer(Trainer):
             boundary_weight=2.0 if relaxation_off else 1.0,  # NVIDIA's "relaxation off" phase
         )
 
+    def consistency_ramp(self) -> float:
+        """exp(−5(1 − t)²) with t = step / consistency_rampup_steps (1 without ramp-up or after it)."""
+        steps = self.args.consistency_rampup_steps
+        if steps <= 0 or self.state.global_step >= steps:
+            return 1.0
+        return math.exp(-5.0 * (1.0 - self.state.global_step / steps) ** 2)
+
     def _consistency_terms(self, student_probs: torch.Tensor, mixed: dict[str, torch.Tensor]) -> torch.Tensor:
         args: SCLTrainingArguments = self.args
+        ramp = self.consistency_ramp()
+        self._record("consistency/ramp", torch.tensor(ramp))
         terms = torch.zeros((), device=student_probs.device)
         if args.consistency_weight > 0:
             consistency = pixel_consistency_loss(student_probs, mixed["p_mt"])
             self._record("loss/consistency", consistency)
-            terms = terms + args.consistency_weight * consistency
+            terms = terms + ramp * args.consistency_weight * consistency
         if args.structured_consistency_weight > 0:
             structured = structured_consistency_loss(
                 student_probs, mixed["p_mt"], mixed["owner"], num_boxes=args.cutmix_boxes,
                 last_boxes=args.structured_boxes, max_pairs=args.max_pairs, generator=self.generator,
             )
             self._record("loss/structured", structured)
-            terms = terms + args.structured_consistency_weight * structured
+            terms = terms + ramp * args.structured_consistency_weight * structured
         return terms
 
     @torch.no_grad()

@@ -29,6 +29,12 @@ class SCLTrainingArguments(TrainingArguments):
     structured_consistency_weight: float = field(
         default=3.0, metadata=_help("λ_sc, weight of the structured consistency L_sc (paper: 3).")
     )
+    consistency_rampup_steps: int = field(
+        default=0,
+        metadata=_help("Ramp λ_c and λ_sc up over this many optimizer steps with exp(-5(1-t)²) (Laine & Aila 2017; "
+                       "Tarvainen & Valpola 2017). 0 = full weight from the first step, as the paper, which starts "
+                       "from a trained network; from scratch, an untrained teacher's guesses would dominate."),
+    )
     cutmix_boxes: int = field(default=32, metadata=_help("N, CutMix boxes per unlabeled pair (paper: 32)."))
     structured_boxes: int = field(
         default=16, metadata=_help("N_box, the last boxes scored by L_sc (paper: 16); at most cutmix_boxes.")
@@ -100,6 +106,7 @@ class SCLTrainingArguments(TrainingArguments):
         checks = [
             (self.consistency_weight >= 0, "consistency_weight must be >= 0"),
             (self.structured_consistency_weight >= 0, "structured_consistency_weight must be >= 0"),
+            (self.consistency_rampup_steps >= 0, "consistency_rampup_steps must be >= 0"),
             (self.cutmix_boxes >= 1, "cutmix_boxes must be >= 1"),
             (1 <= self.structured_boxes <= self.cutmix_boxes, "structured_boxes must lie in [1, cutmix_boxes]"),
             (self.max_pairs is None or self.max_pairs >= 1, "max_pairs must be >= 1 or None"),
