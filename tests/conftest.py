@@ -2,10 +2,16 @@
 
 import os
 
+import torch
+
 # Tests never reach a hub; the Hub tests start their own local server and set HF_ENDPOINT themselves.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+
+# One intra-op thread per test process: the tests use small tensors, for which OpenMP start-up per op costs more
+# than the work (2x slower on a shared 2-core machine); pytest-xdist runs one process per core instead.
+torch.set_num_threads(1)
 
 import pytest  # noqa: E402
 

@@ -23,13 +23,6 @@ from sclseg.data.sampling import (
 from sclseg.data.transforms import TrainTransform
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: OpenMP start-up per op costs more than the work, badly so on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _brute_force(label, tile, num_classes=19):

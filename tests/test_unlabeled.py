@@ -18,13 +18,6 @@ from sclseg.data.transforms import TrainTransform
 from sclseg.data.unlabeled import UnlabeledPairStream, load_unlabeled
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: OpenMP start-up per op costs more than the work, badly so on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _identity(image, label, *, generator=None, center=None):

@@ -16,7 +16,7 @@ from transformers.modeling_utils import PreTrainedModel
 
 from .configuration_deeplabv3plus import DeepLabV3PlusConfig
 from .configuration_wide_resnet import WideResNetConfig
-from .modeling_wide_resnet import WideResNetBackbone
+from .modeling_wide_resnet import WideResNetBackbone, reset_batch_norm
 
 
 class ConvNormReLU(nn.Module):
@@ -92,11 +92,7 @@ class DeepLabV3PlusPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.Conv2d):
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
         elif isinstance(module, nn.BatchNorm2d):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-            init.zeros_(module.running_mean)
-            init.ones_(module.running_var)
-            init.zeros_(module.num_batches_tracked)
+            reset_batch_norm(module)
 
 
 def _build_backbone(config: DeepLabV3PlusConfig) -> nn.Module:

@@ -89,6 +89,15 @@ class WideResNetStage(nn.Module):
         return x
 
 
+def reset_batch_norm(module: nn.BatchNorm2d) -> None:
+    """Identity BatchNorm: weight 1, bias 0, running mean 0 and variance 1 (guarded: loaded weights stay)."""
+    init.ones_(module.weight)
+    init.zeros_(module.bias)
+    init.zeros_(module.running_mean)
+    init.ones_(module.running_var)
+    init.zeros_(module.num_batches_tracked)
+
+
 class WideResNetPreTrainedModel(PreTrainedModel):
     config: WideResNetConfig
     config_class = WideResNetConfig
@@ -102,11 +111,7 @@ class WideResNetPreTrainedModel(PreTrainedModel):
         if isinstance(module, nn.Conv2d):
             init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(module, nn.BatchNorm2d):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-            init.zeros_(module.running_mean)
-            init.ones_(module.running_var)
-            init.zeros_(module.num_batches_tracked)
+            reset_batch_norm(module)
 
 
 class WideResNetBackbone(BackboneMixin, WideResNetPreTrainedModel):
