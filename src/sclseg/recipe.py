@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,7 +195,15 @@ def save_predictions(model: torch.nn.Module, dataset: CityscapesDataset, folder:
     return written
 
 
+def _use_all_cores(args: SCLTrainingArguments) -> None:
+    """On CPU, share the cores among the processes: `accelerate launch` sets OMP_NUM_THREADS=1 per process by
+    default (its --num_cpu_threads_per_process), which leaves all but one core idle in a one-process run."""
+    if args.use_cpu:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(args.world_size, 1)))
+
+
 def run(model_args: ModelArguments, data_args: DataArguments, args: SCLTrainingArguments) -> dict[str, float]:
+    _use_all_cores(args)
     if data_args.synthetic:
         with args.main_process_first(desc="synthetic data"):
             ensure_synthetic_cityscapes(data_args.data_root)
