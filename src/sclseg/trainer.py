@@ -215,8 +215,8 @@ class SCLTrainer(Trainer):
         if "loss" in logs and self._sums:  # a training log: add each term's mean since the last one
             for name in sorted(self._sums):
                 mean = self._sums[name] / self._counts[name]
-                if self.args.world_size > 1:
-                    mean = self.accelerator.reduce(mean.reshape(1), reduction="mean")
+                if self.args.world_size > 1:  # on the device: NCCL reduces no CPU tensors
+                    mean = self.accelerator.reduce(mean.reshape(1).to(self.args.device), reduction="mean")
                 logs[name] = round(float(mean), 6)
             self._sums, self._counts = {}, {}
         super().log(logs, *args, **kwargs)
