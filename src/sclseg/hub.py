@@ -1,18 +1,29 @@
 """Model cards with evaluation results (`model-index`), written with `huggingface_hub.ModelCardData`.
 
-Trainer's automatic card drops `mean_iou` (DESIGN §6), so sclseg writes its own: YAML metadata that the Hub
-and `ModelCard.load` parse (task image-segmentation, metric mean_iou, dataset, split), a per-class IoU table,
-the SCL hyper-parameters and how to load the model.
+Trainer's automatic card drops `mean_iou` (DESIGN §6), so sclseg writes its own from one template,
+`model_card_template.md` (linked as `model_cards/TEMPLATE.md`; shipped inside the package so an installed
+sclseg can render it): YAML metadata that the Hub and `ModelCard.load` parse (task image-segmentation, metric
+mean_iou, dataset, split, inference mode in the metric name and `args`), a per-class IoU table, the training
+recipe, intended use and limits, how to load the model, and the citation.
+
+Two writers: `write_model_card` at the end of training, and `update_model_card_results` (used by
+`sclseg evaluate --update-card`), which adds or replaces one evaluation and leaves the rest of the card alone:
+the results live between `<!-- sclseg:results -->` markers, one per-class block per (dataset, split, mode).
+Cards never hold tokens: every card is scrubbed of the current Hugging Face token and `hf_...` strings.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import platform
+import re
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import torch
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, get_token
 
 from .training_args import SCLTrainingArguments
 
@@ -22,75 +33,191 @@ CITATION = """@article{kim2020structured,
   journal = {arXiv preprint arXiv:2001.04647},
   year    = {2020}
 }"""
+TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 
-_METHOD_FIELDS = ("consistency_weight", "structured_consistency_weight", "cutmix_boxes", "structured_boxes",
-                  "max_pairs", "ema_decay", "ema_warmup", "relaxation_window", "class_weight_bound",
-                  "strict_classes", "relaxation_off_fraction", "class_uniform_pct", "unlabeled_batch_size",
-                  "unlabeled_pair_mode", "learning_rate", "weight_decay", "optim", "lr_scheduler_type",
-                  "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "num_train_epochs", "seed")
+_METHOD_FIELDS = ("consistency_weight", "structured_consistency_weight", "consistency_rampup_steps", "cutmix_boxes",
+                  "structured_boxes", "max_pairs", "ema_decay", "ema_warmup", "eval_with_teacher",
+                  "relaxation_window", "class_weight_bound", "strict_classes", "relaxation_off_fraction",
+                  "class_uniform_pct", "class_uniform_tile", "unlabeled_batch_size", "unlabeled_pair_mode",
+                  "learning_rate", "weight_decay", "optim", "optim_args", "lr_scheduler_type",
+                  "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "num_train_epochs",
+                  "seed")
+_TAGS = ["sclseg", "semantic-segmentation", "semi-supervised", "structured-consistency-loss", "cityscapes"]
+_RESULTS = re.compile(r"<!-- sclseg:results -->\n(.*?)\n?<!-- /sclseg:results -->", re.S)
+_IOU_BLOCK = re.compile(r"<!-- sclseg:iou (.*?) -->\n.*?<!-- /sclseg:iou -->", re.S)
+_TOKEN_LIKE = re.compile(r"hf_[A-Za-z0-9_]{8,}")
 
 
-def _iou_table(metrics: dict[str, float]) -> str:
-    rows = [(k.removeprefix("eval_iou_").replace("_", " "), v) for k, v in metrics.items() if k.startswith("eval_iou_")]
-    lines = ["| class | IoU |", "|---|---|"] + [f"| {name} | {100 * value:.2f} |" for name, value in rows]
-    return "\n".join(lines)
+@dataclass
+class Evaluation:
+    """One evaluation: the scores of one model on one dataset split with one inference mode."""
+
+    dataset_name: str
+    dataset_type: str
+    split: str
+    inference_mode: str
+    mean_iou: float
+    pixel_accuracy: float | None
+    per_class_iou: dict[str, float | None]
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset_type} | {self.split} | {self.inference_mode}"
+
+
+def _number(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _scores(metrics: dict) -> tuple[float | None, float | None, dict[str, float | None]]:
+    """(mIoU, pixel accuracy, per-class IoU) from Trainer metrics (`eval_mean_iou`, `eval_iou_<class>`) or an
+    evaluation record (`mean_iou`, `per_class_iou: {class: iou}`), as `sclseg evaluate --json` writes it."""
+    plain = {k.removeprefix("eval_"): v for k, v in metrics.items()}
+    per_class = plain.get("per_class_iou")
+    if not isinstance(per_class, dict):
+        per_class = {k.removeprefix("iou_").replace("_", " "): v for k, v in plain.items() if k.startswith("iou_")}
+    return (_number(plain.get("mean_iou")), _number(plain.get("pixel_accuracy")),
+            {name: _number(value) for name, value in per_class.items()})
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "dataset"
+
+
+def _eval_results(evaluation: Evaluation) -> list[EvalResult]:
+    common = dict(task_type="image-segmentation", task_name="Semantic segmentation",
+                  dataset_type=evaluation.dataset_type, dataset_name=evaluation.dataset_name,
+                  dataset_split=evaluation.split, metric_args={"inference_mode": evaluation.inference_mode})
+    results = [EvalResult(metric_type="mean_iou", metric_value=round(evaluation.mean_iou, 4),
+                          metric_name=f"mIoU ({evaluation.inference_mode})", **common)]
+    if evaluation.pixel_accuracy is not None:
+        results.append(EvalResult(metric_type="accuracy", metric_value=round(evaluation.pixel_accuracy, 4),
+                                  metric_name=f"pixel accuracy ({evaluation.inference_mode})", **common))
+    return results
+
+
+def _same_evaluation(result: EvalResult, evaluation: Evaluation) -> bool:
+    mode = (result.metric_args or {}).get("inference_mode")
+    return (result.dataset_type, result.dataset_split, mode) == (
+        evaluation.dataset_type, evaluation.split, evaluation.inference_mode)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def _summary_table(results: list[EvalResult]) -> str:
+    lines = ["| dataset | split | inference | metric | value (%) |", "|---|---|---|---|---|"]
+    lines += [f"| {r.dataset_name} | {r.dataset_split} | {(r.metric_args or {}).get('inference_mode', '')} | "
+              f"{r.metric_type} | {_percent(r.metric_value)} |" for r in results]
+    return "\n".join(lines) if results else "No evaluation recorded yet (`sclseg evaluate MODEL --update-card`)."
+
+
+def _iou_block(evaluation: Evaluation) -> str:
+    rows = [f"| {name} | {_percent(value)} |" for name, value in evaluation.per_class_iou.items()]
+    return "\n".join([f"<!-- sclseg:iou {evaluation.key} -->",
+                      f"Per-class IoU on {evaluation.dataset_name} {evaluation.split} ({evaluation.inference_mode}):",
+                      "", "| class | IoU (%) |", "|---|---|", *rows, "<!-- /sclseg:iou -->"])
+
+
+def _results_text(results: list[EvalResult], iou_blocks: list[str]) -> str:
+    return "\n\n".join([_summary_table(results), *iou_blocks])
+
+
+def _redact(text: str) -> str:
+    """Remove the current token and anything shaped like one (a card is public; a path may carry a token)."""
+    for token in {get_token(), os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")} - {None, ""}:
+        text = text.replace(token, "<redacted>")
+    return _TOKEN_LIKE.sub("hf_<redacted>", text)
+
+
+def _hardware(args: SCLTrainingArguments | None) -> str:
+    processes = args.world_size if args is not None else 1
+    if torch.cuda.is_available():
+        device = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    else:
+        device = f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
+    return f"{device}, {processes} process(es)"
 
 
 def _recipe(args: SCLTrainingArguments) -> str:
-    return "\n".join(f"- `{name}`: {getattr(args, name)}" for name in _METHOD_FIELDS)
+    values = {name: getattr(args, name) for name in _METHOD_FIELDS if hasattr(args, name)}
+    # Enum-valued arguments (optim, lr_scheduler_type) print as what one passes on the command line.
+    return "\n".join(f"- `{name}`: {(v.value if isinstance(v, Enum) else v)!r}" for name, v in values.items())
+
+
+def _render(data: ModelCardData, **fields: object) -> ModelCard:
+    """The card from the template; every template field gets a value (missing ones render empty)."""
+    defaults = dict(model_name=data.model_name, repo_id=data.model_name, weights_note="", results="", recipe="",
+                    data_description="", num_labeled="", num_unlabeled="", hardware="", steps="",
+                    citation=CITATION)
+    card = ModelCard.from_template(data, template_path=str(TEMPLATE_PATH), **{**defaults, **fields})
+    return ModelCard(_redact(str(card)))
+
+
+def _card_data(model_name: str, results: list[EvalResult], datasets: list[str]) -> ModelCardData:
+    return ModelCardData(model_name=model_name, library_name="transformers", pipeline_tag="image-segmentation",
+                         license="apache-2.0", tags=list(_TAGS), eval_results=results or None,
+                         datasets=datasets or None)
 
 
 def write_model_card(output_dir: Path, metrics: dict[str, float], *, args: SCLTrainingArguments, data_root: str,
-                     num_labeled: int, synthetic: bool) -> Path:
-    """Write `output_dir/README.md` with the teacher's validation mIoU in `model-index`; returns its path."""
-    dataset = "sclseg synthetic Cityscapes (embedded default, not Cityscapes)" if synthetic else "Cityscapes"
-    miou = metrics.get("eval_mean_iou", float("nan"))
-    results = [] if math.isnan(miou) else [EvalResult(
-        task_type="image-segmentation", dataset_type="synthetic-cityscapes" if synthetic else "cityscapes",
-        dataset_name=dataset, dataset_split="validation", metric_type="mean_iou", metric_value=round(miou, 4),
-        metric_name="mIoU (teacher, whole-image inference)")]
-    data = ModelCardData(model_name=Path(output_dir).name, library_name="transformers",
-                         pipeline_tag="image-segmentation", license="apache-2.0", eval_results=results,
-                         tags=["sclseg", "semantic-segmentation", "semi-supervised", "structured-consistency-loss"])
-    body = f"""
-# {Path(output_dir).name}
+                     num_labeled: int, synthetic: bool, num_unlabeled: int | None = None, steps: int | None = None,
+                     repo_id: str | None = None, split: str = "validation",
+                     inference_mode: str = "whole image") -> Path:
+    """Write `output_dir/README.md` with the validation mIoU in `model-index`; returns its path.
 
-DeepLabV3+ trained with the Structured Consistency Loss (Kim, Jang, Park 2020) by
-[sclseg](https://pypi.org/project/sclseg/): supervised loss with boundary relaxation on {num_labeled} labeled
-images, CutMix pixel consistency and structured consistency against an EMA teacher. These weights are the teacher.
+    `repo_id` names the model in the loading examples (default: `args.hub_model_id`, else the folder name);
+    `steps` is the number of optimisation steps done (default: `args.max_steps`)."""
+    output_dir = Path(output_dir)
+    name = repo_id or getattr(args, "hub_model_id", None) or output_dir.name
+    dataset = "sclseg synthetic Cityscapes" if synthetic else "Cityscapes"
+    mean_iou, pixel_accuracy, per_class = _scores(metrics)
+    evaluation = None if mean_iou is None else Evaluation(
+        dataset, "synthetic-cityscapes" if synthetic else "cityscapes", split, inference_mode, mean_iou,
+        pixel_accuracy, per_class)
+    results = _eval_results(evaluation) if evaluation else []
+    unlabeled = "not counted (streamed)" if num_unlabeled is None else str(num_unlabeled)
+    if getattr(args, "unlabeled_source", None):
+        unlabeled += f", from `{args.unlabeled_source}`"
+    card = _render(
+        _card_data(name, results, ["cityscapes"] if not synthetic else []), repo_id=name,
+        weights_note="These weights are the EMA teacher." if getattr(args, "eval_with_teacher", True) else "",
+        results=_results_text(results, [_iou_block(evaluation)] if evaluation else []), recipe=_recipe(args),
+        data_description=f"{dataset} (`{data_root}`)", num_labeled=num_labeled, num_unlabeled=unlabeled,
+        hardware=_hardware(args), steps=steps if steps is not None else args.max_steps)
+    path = output_dir / "README.md"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    card.save(path)
+    return path
 
-## Results ({dataset}, validation, whole-image inference)
 
-mIoU: **{100 * miou:.2f}**, pixel accuracy: {100 * metrics.get('eval_pixel_accuracy', float('nan')):.2f}
+def update_model_card_results(model_dir: str | Path, metrics: dict, *, dataset_name: str, split: str,
+                              inference_mode: str) -> Path:
+    """Add (or replace) one evaluation in `model_dir/README.md`: `model-index` and the results section.
 
-{_iou_table(metrics)}
-
-## Training recipe
-
-Data root: `{data_root}`; hardware: {platform.machine()}, {torch.cuda.device_count() or 'no'} GPU(s), {args.world_size} process(es).
-
-{_recipe(args)}
-
-## How to use
-
-```python
-import sclseg  # registers the classes; or pass trust_remote_code=True without the package
-from transformers import pipeline
-segmenter = pipeline("image-segmentation", model="{Path(output_dir).name}")
-```
-
-## Intended use and limits
-
-Semantic segmentation of street scenes with the 19 Cityscapes classes. A model trained on the embedded synthetic
-data set is for smoke tests and demonstrations only; its numbers say nothing about real images.
-
-## Citation
-
-```bibtex
-{CITATION}
-```
-"""
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
-    path = Path(output_dir) / "README.md"
+    `metrics` is a Trainer metrics dict or an evaluation record (`mean_iou`, `pixel_accuracy`, `per_class_iou`).
+    Results of other datasets, splits or inference modes stay; the text outside the sclseg markers is kept.
+    A folder without a card gets a new one (no training recipe). Returns the card's path."""
+    model_dir = Path(model_dir)
+    mean_iou, pixel_accuracy, per_class = _scores(metrics)
+    if mean_iou is None:
+        raise ValueError("metrics hold no mean IoU (`mean_iou` or `eval_mean_iou`)")
+    evaluation = Evaluation(dataset_name, _slug(dataset_name), split, inference_mode, mean_iou, pixel_accuracy,
+                            per_class)
+    path = model_dir / "README.md"
+    card = ModelCard.load(path) if path.exists() else _render(_card_data(model_dir.name, [], []))
+    kept = [r for r in (card.data.eval_results or []) if not _same_evaluation(r, evaluation)]
+    results = _eval_results(evaluation) + kept  # newest first: eval_results[0] is this mIoU
+    blocks = {match[1]: match[0] for match in _IOU_BLOCK.finditer(card.text)}
+    blocks.pop(evaluation.key, None)
+    section = _results_text(results, [_iou_block(evaluation), *blocks.values()])
+    if _RESULTS.search(card.text):
+        text = _RESULTS.sub(lambda _: f"<!-- sclseg:results -->\n{section}\n<!-- /sclseg:results -->", card.text)
+    else:  # a hand-written card: append the section
+        text = f"{card.text.rstrip()}\n\n## Results\n\n<!-- sclseg:results -->\n{section}\n<!-- /sclseg:results -->\n"
+    card.data.model_name = card.data.model_name or model_dir.name
+    card.data.eval_results = results
+    card = ModelCard(_redact(f"---\n{card.data.to_yaml()}\n---\n{text}"))
     card.save(path)
     return path
