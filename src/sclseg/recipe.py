@@ -212,17 +212,21 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: SCLTrainingA
     processor = SCLImageProcessor()
     trainer = SCLTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
                          unlabeled_dataset=unlabeled, processing_class=processor)
+    # A path, or a Hub repo "user/run[@revision]" whose last-checkpoint/ is downloaded (SCLTrainer.train).
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     metrics = trainer.evaluate()
+    card = None
+    if args.should_save:  # before the export: with --push_to_hub, save_model pushes the card with the teacher
+        card = write_model_card(Path(args.output_dir), metrics, args=args, data_root=data_args.data_root,
+                                num_labeled=num_labeled, synthetic=data_args.synthetic,
+                                steps=trainer.state.global_step)
     trainer.save_model(args.output_dir)
     _write_image_ids(trainer, Path(args.output_dir))
     if args.should_save:
-        card = write_model_card(Path(args.output_dir), metrics, args=args, data_root=data_args.data_root,
-                                num_labeled=num_labeled, synthetic=data_args.synthetic)
         net = trainer.teacher.model if args.eval_with_teacher else trainer.model
         pictures = save_predictions(net, evaluation, Path(args.output_dir) / "predictions",
                                     data_args.num_prediction_images)
-        _report(args.output_dir, metrics, card, pictures)
+        _report(args.output_dir, metrics, card, pictures, trainer.hub_model_id)
     return metrics
 
 
@@ -232,10 +236,12 @@ def _write_image_ids(trainer: SCLTrainer, output_dir: Path) -> None:
     path.write_text(json.dumps(trainer.trained_image_ids))
 
 
-def _report(output_dir: str, metrics: dict, card: Path, pictures: list[Path]) -> None:
+def _report(output_dir: str, metrics: dict, card: Path, pictures: list[Path], repo_id: str | None) -> None:
     print(f"\nvalidation mIoU (teacher, whole image): {metrics.get('eval_mean_iou', float('nan')):.4f}", file=sys.stderr)
     print(f"model + processor: {output_dir}  (load with AutoModelForSemanticSegmentation.from_pretrained)", file=sys.stderr)
     print(f"model card:        {card}", file=sys.stderr)
+    if repo_id is not None:
+        print(f"Hub repo:          {repo_id}  (resume elsewhere: --resume_from_checkpoint {repo_id})", file=sys.stderr)
     if pictures:
         print(f"predictions:       {pictures[0].parent} ({len(pictures)} PNGs: image | ground truth | prediction)",
               file=sys.stderr)

@@ -6,27 +6,43 @@ distribution apply unchanged); the unlabeled pair stream is held here and one ba
 inside `compute_loss`; the teacher lives on the trainer, never as a submodule (Trainer calls `model.train()`), is
 updated by a callback after each optimizer step, evaluates, and is what `save_model` exports; checkpoints carry
 the teacher, each rank's stream state and random generator, and a completion marker written last.
+
+With `push_to_hub=True` the repo's model is the teacher (the exported model) at every push; with
+`hub_strategy="checkpoint"` its `last-checkpoint/` is a whole checkpoint (pushed after the marker), and
+`train(resume_from_checkpoint="user/run[@revision]")` resumes from it (`sclseg.hub_sync`). A push that fails
+logs one warning and is retried at the next save; creating the repo at start-up fails fast.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import shutil
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import HfApi
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
+from transformers.utils.hub import PushInProgress
 
 from .collator import segmentation_collator
 from .cutmix import cutmix, sample_cutmix_boxes
 from .evaluation.trainer_metrics import SegmentationMetrics, per_image_confusion
+from .hub_sync import (
+    DOWNLOAD_DIR, HUB_CHECKPOINT_DIR, HubCheckpoint, check_downloaded, download_checkpoint, one_line,
+    parse_hub_checkpoint, push_failed_message, without_tokens,
+)
 from .losses import pixel_consistency_loss, relaxed_boundary_loss, structured_consistency_loss
 from .teacher import EMATeacher
 from .training_args import SCLTrainingArguments
@@ -35,6 +51,11 @@ TEACHER_WEIGHTS = "ema_teacher.safetensors"
 TEACHER_STATE = "ema_teacher.json"
 RANK_STATE = "scl_state_rank{rank}.pt"
 COMPLETE_MARKER = "checkpoint_complete.json"
+# Pushed from the output dir: never the local checkpoints (pushed on their own), scratch folders ("_*", e.g. a
+# downloaded Hub checkpoint), nor the prediction pictures (they show evaluation images, e.g. Cityscapes').
+ROOT_PUSH_IGNORE = ["_*", f"{PREFIX_CHECKPOINT_DIR}-*", "predictions/*"]
+
+logger = logging.getLogger(__name__)
 
 
 def logits_at(outputs: Any, size: tuple[int, int]) -> torch.Tensor:
@@ -78,6 +99,8 @@ class SCLTrainer(Trainer):
         kwargs.setdefault("data_collator", segmentation_collator)
         if "compute_metrics" not in kwargs and getattr(model, "config", None) is not None:
             kwargs["compute_metrics"] = SegmentationMetrics(model.config.num_labels, model.config.id2label)
+        self._defer_push = False  # set while Trainer's _save_checkpoint runs: the push waits for our marker
+        self._hub_pushes: dict[int, list[Future]] = {}  # checkpoint step → its upload jobs
         super().__init__(model=model, args=args, **kwargs)
         self.loss_is_scaled_for_ga = False  # compute_loss returns a mean; Trainer divides by accumulation steps
         self.unlabeled_dataset = unlabeled_dataset
@@ -241,10 +264,18 @@ class SCLTrainer(Trainer):
 
     # ------------------------------------------------------------------ saving and resuming
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """Checkpoints (`_internal_call`) hold the student; an explicit save exports the teacher (paper Table 3)."""
-        if _internal_call or not self.args.eval_with_teacher:
+        """Checkpoints (`_internal_call`) hold the student; an explicit save exports the teacher (paper Table 3)
+        and, with `push_to_hub`, pushes it like Trainer does (a failed push only warns)."""
+        if _internal_call:
             return super().save_model(output_dir, _internal_call)
-        output_dir = output_dir or self.args.output_dir
+        self._export(output_dir or self.args.output_dir)
+        if self.args.push_to_hub:
+            self._warn_on_failure("model save", lambda: self.push_to_hub(commit_message="Model save"))
+
+    def _export(self, output_dir: str) -> None:
+        """The model users load: the teacher (or the student with `eval_with_teacher=False`) + processor."""
+        if not self.args.eval_with_teacher:
+            return super().save_model(output_dir, _internal_call=True)
         if self.args.should_save:
             os.makedirs(output_dir, exist_ok=True)
             self.teacher.model.save_pretrained(output_dir)
@@ -254,17 +285,28 @@ class SCLTrainer(Trainer):
                 f.write(self.args.to_json_string())  # to_dict() masks tokens
         self.accelerator.wait_for_everyone()
 
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:  # Trainer pickles the arguments with the token; ours never holds one
+            torch.save(without_tokens(self.args), os.path.join(output_dir or self.args.output_dir, TRAINING_ARGS_NAME))
+
     def _save_checkpoint(self, model, trial):
-        # Our state goes in first, so Trainer's push of the checkpoint (hub_strategy="checkpoint") includes it.
+        # Our state goes in first, so that it is part of the checkpoint whatever reads it next.
         folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         os.makedirs(folder, exist_ok=True)
         self._save_scl_state(folder)
-        super()._save_checkpoint(model, trial)
+        self._defer_push = True  # Trainer pushes before our marker exists; a Hub copy must be complete too
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._defer_push = False
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
             files = sorted(os.listdir(folder))
             _atomic_write(os.path.join(folder, COMPLETE_MARKER),
                           lambda p: _write_json(p, {"step": self.state.global_step, "files": files}))
+        if self.args.push_to_hub:
+            self._push_from_checkpoint(folder)
 
     def _save_scl_state(self, folder: str) -> None:
         rank_state = {"generator": self.generator.get_state(), "nonfinite_in_a_row": self._nonfinite_in_a_row}
@@ -274,7 +316,8 @@ class SCLTrainer(Trainer):
         _atomic_write(path, lambda p: torch.save(rank_state, p))
         if self.args.should_save:
             weights = {k: v.contiguous() for k, v in self.teacher.model.state_dict().items()}
-            _atomic_write(os.path.join(folder, TEACHER_WEIGHTS), lambda p: save_file(weights, p))
+            # format=pt: the metadata transformers checks when this file is loaded as a model.safetensors
+            _atomic_write(os.path.join(folder, TEACHER_WEIGHTS), lambda p: save_file(weights, p, {"format": "pt"}))
             _atomic_write(os.path.join(folder, TEACHER_STATE), lambda p: _write_json(p, {"step": self.teacher.step}))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
@@ -284,7 +327,7 @@ class SCLTrainer(Trainer):
         with open(os.path.join(resume_from_checkpoint, TEACHER_STATE)) as f:
             self.teacher.load_state_dict({"model": weights, "step": json.load(f)["step"]})
         path = os.path.join(resume_from_checkpoint, RANK_STATE.format(rank=self.args.process_index))
-        rank_state = torch.load(path, weights_only=True)
+        rank_state = torch.load(path, weights_only=True)  # tensors, ints and a JSON string: no pickled code
         self.generator.set_state(rank_state["generator"])
         self._nonfinite_in_a_row = int(rank_state["nonfinite_in_a_row"])
         if "unlabeled" in rank_state and self.unlabeled_dataset is not None:
@@ -292,11 +335,131 @@ class SCLTrainer(Trainer):
             self._unlabeled_iter = None
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """`resume_from_checkpoint`: True = the newest complete checkpoint of `output_dir`; a path; or a Hub repo
+        `"user/run"` / `"user/run@revision"` whose `last-checkpoint/` is downloaded (at `hub_revision` when no
+        revision is given) into `output_dir/_hub_resume/`."""
         if resume_from_checkpoint is True:
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
             if resume_from_checkpoint is None:
                 raise ValueError(f"no complete checkpoint in {self.args.output_dir} to resume from")
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        elif isinstance(resume_from_checkpoint, str) and (ref := parse_hub_checkpoint(resume_from_checkpoint)):
+            resume_from_checkpoint = self._fetch_hub_checkpoint(ref)
+        output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        self._push_unpushed_checkpoint()
+        return output
+
+    def _fetch_hub_checkpoint(self, ref: HubCheckpoint) -> str:
+        ref = HubCheckpoint(ref.repo_id, ref.revision or self.args.hub_revision)
+        # One download per machine; the other local processes read the same folder once it is there.
+        with self.args.main_process_first(local=True, desc="download the Hub checkpoint"):
+            if self.args.local_process_index == 0:
+                return download_checkpoint(ref, self.args.output_dir, token=self.args.hub_token)
+            folder = os.path.join(self.args.output_dir, DOWNLOAD_DIR, HUB_CHECKPOINT_DIR)
+            check_downloaded(folder, ref)
+            return folder
+
+    # ------------------------------------------------------------------ the Hub
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """Trainer's, failing fast with one clear line: at start-up nothing is lost by stopping, and a wrong
+        repo id, token or network is better found before hours of training than at the first save."""
+        try:
+            super().init_hf_repo(token=token, private=private)
+        except Exception as error:
+            repo = self.args.hub_model_id or Path(self.args.output_dir).absolute().name
+            raise RuntimeError(f"push_to_hub: could not create or reach the Hub repo {repo} "
+                               f"({one_line(error, (token, self.args.hub_token))}); check the network, the token's "
+                               "write access and --hub_model_id, or train without --push_to_hub") from None
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Trainer's push of a checkpoint, with the repo's model being the checkpoint's teacher, and deferred
+        until the completion marker exists. Skipped while an earlier push still runs (unless `hub_always_push`);
+        a skipped or failed newest checkpoint is pushed again at the end of `train`."""
+        if self._defer_push or not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        busy = self.push_in_progress is not None and not self.push_in_progress.is_done()
+        if busy and not self.args.hub_always_push:
+            return
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        self._stage_root_model(checkpoint_folder)
+        step = int(Path(checkpoint_folder).name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-"))
+        message = f"Training in progress, step {step}"
+        jobs = [self._upload(self.args.output_dir, None, message)]
+        if self.args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            path = HUB_CHECKPOINT_DIR if self.args.hub_strategy == HubStrategy.CHECKPOINT else Path(checkpoint_folder).name
+            jobs.append(self._upload(checkpoint_folder, path, f"{message}, checkpoint"))
+        self._hub_pushes[step] = jobs
+        if busy:
+            self.push_in_progress.jobs.extend(jobs)
+        else:
+            self.push_in_progress = PushInProgress(jobs)
+
+    def _stage_root_model(self, checkpoint_folder: str) -> None:
+        """Copy the model users load (teacher, or student with `eval_with_teacher=False`), its config, the
+        processor and the token-free arguments from the checkpoint to the output dir, whose root is pushed."""
+        out = self.args.output_dir
+        model_file = TEACHER_WEIGHTS if self.args.eval_with_teacher else "model.safetensors"
+        shutil.copy(os.path.join(checkpoint_folder, model_file), os.path.join(out, "model.safetensors"))
+        shutil.copy(os.path.join(checkpoint_folder, "config.json"), os.path.join(out, "config.json"))
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(out)
+        torch.save(without_tokens(self.args), os.path.join(out, TRAINING_ARGS_NAME))
+
+    def _upload(self, folder: str, path_in_repo: str | None, message: str, *, blocking: bool = False,
+                token: str | None = None, revision: str | None = None):
+        """One `upload_folder` commit of `folder` (the output dir's root when `path_in_repo` is None); in the
+        background unless `blocking`, logging one warning if it fails."""
+        job = HfApi().upload_folder(
+            repo_id=self.hub_model_id, folder_path=folder, path_in_repo=path_in_repo, commit_message=message,
+            token=token or self.args.hub_token, revision=revision or self.args.hub_revision,
+            ignore_patterns=ROOT_PUSH_IGNORE if path_in_repo is None else None, run_as_future=not blocking,
+        )
+        if isinstance(job, Future):
+            job.add_done_callback(lambda done: self._log_if_failed(done, message))
+        return job
+
+    def _log_if_failed(self, job: Future, what: str) -> None:
+        if not job.cancelled() and job.exception() is not None:
+            logger.warning(push_failed_message(self.hub_model_id, what, job.exception(), self.args.hub_token))
+
+    def _warn_on_failure(self, what: str, push: Callable[[], Any]) -> None:
+        try:
+            push()
+        except Exception as error:
+            logger.warning(push_failed_message(self.hub_model_id, what, error, self.args.hub_token))
+
+    def _push_unpushed_checkpoint(self) -> None:
+        """At the end of `train`: if the newest checkpoint's push was skipped (an earlier one still running) or
+        failed, push it once more, so that the Hub's `last-checkpoint/` is the last one saved."""
+        if not self.args.push_to_hub or not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        self._finish_current_push()
+        folder = last_complete_checkpoint(self._get_output_dir(trial=None))
+        if folder is None:
+            return
+        step = int(Path(folder).name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-"))
+        jobs = self._hub_pushes.get(step, [])
+        if jobs and all(not job.cancelled() and job.exception() is None for job in jobs):
+            return
+        self._push_from_checkpoint(folder)
+        self._finish_current_push()
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs):
+        """Upload the output dir's root: the exported model (teacher, unless `eval_with_teacher=False`),
+        processor and model card. An existing `README.md` (sclseg's card, which reports mIoU) is kept; Trainer's
+        card is written only when there is none. Raises if the upload fails (automatic pushes only warn)."""
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        self._export(self.args.output_dir)
+        if not self.is_world_process_zero():
+            return None
+        if not os.path.isfile(os.path.join(self.args.output_dir, "README.md")):
+            self.create_model_card(model_name=kwargs.pop("model_name", None) or self.hub_model_id.split("/")[-1],
+                                   **kwargs)
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        self._finish_current_push()
+        return self._upload(self.args.output_dir, None, commit_message or "End of training", blocking=blocking,
+                            token=token, revision=revision)
 
 
 def _write_json(path: str, obj: dict) -> None:

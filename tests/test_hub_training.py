@@ -1,0 +1,129 @@
+"""SCLTrainer against the local Hub (tests/hub_server.py): pushes during training expose the teacher, a fresh
+output dir resumes from the repo id exactly, failed pushes only warn, tokens never reach a file or a log, and
+checkpoint state loads without unpickling code. Training runs in subprocesses (tests/hub_train_worker.py) with
+the real huggingface_hub / transformers clients; the test reads what the server stored."""
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load, load_file
+
+from hub_server import FAKE_TOKEN, local_hub, run_hub_client  # noqa: F401 - fixture
+from sclseg import DeepLabV3PlusForSemanticSegmentation
+from sclseg.hub_sync import HubCheckpoint, parse_hub_checkpoint
+from sclseg.trainer import COMPLETE_MARKER
+from tests.test_trainer import _run
+
+WORKER = Path(__file__).with_name("hub_train_worker.py")
+REPO_ID = "test-user/scl-run"
+PUSH = {"push_to_hub": True, "hub_model_id": REPO_ID, "hub_strategy": "checkpoint", "hub_token": FAKE_TOKEN}
+RESUME_FILES = {"model.safetensors", "config.json", "optimizer.pt", "scheduler.pt", "rng_state.pth",
+                "trainer_state.json", "training_args.bin", "ema_teacher.safetensors", "ema_teacher.json",
+                "scl_state_rank0.pt", COMPLETE_MARKER}
+
+
+def train(hub, tmp: Path, **spec):
+    tmp.mkdir(parents=True, exist_ok=True)
+    result = run_hub_client([sys.executable, str(WORKER), json.dumps({"tmp": str(tmp), **spec})], endpoint=hub.url,
+                            hf_home=tmp / "hf_home", timeout=180)
+    return result
+
+
+def pushed(hub, repo_id: str = REPO_ID) -> dict[str, bytes]:
+    """path → content of every file at the head of main."""
+    files = hub.repo(repo_id).head("main").files
+    return {path: hub.store.read(blob) for path, blob in files.items()}
+
+
+def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], **tolerance) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k, **tolerance)
+
+
+def part(result: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k.removeprefix(prefix): v for k, v in result.items() if k.startswith(prefix)}
+
+
+def assert_no_token(folder: Path, files: dict[str, bytes], *outputs: str) -> None:
+    token = FAKE_TOKEN.encode()
+    leaks = [str(p) for p in folder.rglob("*") if p.is_file() and "hf_home" not in p.parts and token in p.read_bytes()]
+    leaks += [path for path, data in files.items() if token in data]
+    leaks += [f"output {i}" for i, text in enumerate(outputs) if FAKE_TOKEN in text]
+    assert not leaks
+
+
+def test_parse_hub_checkpoint(tmp_path):
+    assert parse_hub_checkpoint("user/run") == HubCheckpoint("user/run", None)
+    assert parse_hub_checkpoint("user/run@v1.0") == HubCheckpoint("user/run", "v1.0")
+    assert parse_hub_checkpoint("user/run@refs/pr/1") == HubCheckpoint("user/run", "refs/pr/1")
+    (tmp_path / "out" / "checkpoint-2").mkdir(parents=True)
+    assert parse_hub_checkpoint(str(tmp_path / "out" / "checkpoint-2")) is None  # an existing path stays local
+    assert parse_hub_checkpoint("run") is None and parse_hub_checkpoint("user/run@") is None
+
+
+def test_push_during_training_then_resume_from_the_repo_elsewhere(local_hub, tmp_path):
+    first = train(local_hub, tmp_path / "first", stop_at=2, args=PUSH)  # checkpoint 2 pushed, then "a crash"
+    assert first.returncode == 0, first.stderr[-4000:]
+    files = pushed(local_hub)
+    stopped = load_file(tmp_path / "first" / "result.safetensors")
+    # The repo's model is the teacher; last-checkpoint/ holds the student and everything resume needs.
+    assert_same(load(files["model.safetensors"]), part(stopped, "teacher."), rtol=0, atol=0)
+    assert_same(load(files["last-checkpoint/model.safetensors"]), part(stopped, "student."), rtol=0, atol=0)
+    assert RESUME_FILES <= {p.removeprefix("last-checkpoint/") for p in files if p.startswith("last-checkpoint/")}
+    assert json.loads(files[f"last-checkpoint/{COMPLETE_MARKER}"])["step"] == 2
+    assert json.loads(files["config.json"])["id2label"]["0"] and "preprocessor_config.json" in files
+    root = tmp_path / "root"
+    root.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        (root / name).write_bytes(files[name])
+    loaded = DeepLabV3PlusForSemanticSegmentation.from_pretrained(root)  # loads as the model, teacher weights
+    assert_same(loaded.state_dict(), part(stopped, "teacher."), rtol=0, atol=0)
+
+    second = train(local_hub, tmp_path / "second", resume=REPO_ID)  # fresh output dir, another "machine"
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert json.loads(second.stdout.strip().splitlines()[-1]) == {"step": 4, "teacher_step": 4}
+    full = _run(tmp_path, "full", 4)  # uninterrupted, in this process, no Hub
+    resumed = load_file(tmp_path / "second" / "result.safetensors")
+    assert_same(part(resumed, "student."), full.model.state_dict(), rtol=1e-5, atol=1e-6)
+    assert_same(part(resumed, "teacher."), full.teacher.model.state_dict(), rtol=1e-5, atol=1e-6)
+    assert_no_token(tmp_path / "first", files, first.stdout, first.stderr, second.stdout, second.stderr)
+    assert f"Bearer {FAKE_TOKEN}" in local_hub.authorization  # it was used, just never written
+
+
+def test_failed_pushes_warn_and_the_next_save_pushes_again(local_hub, tmp_path):
+    # Every commit of the first save fails (403: huggingface_hub retries 5xx with back-off for seconds).
+    local_hub.fail_next(2, status=403, match="/commit/")
+    run = train(local_hub, tmp_path / "run", save_steps=1, args={**PUSH, "max_steps": 2})
+    assert run.returncode == 0, run.stderr[-4000:]
+    warnings = [line for line in run.stderr.splitlines() if "push to the Hub repo" in line]
+    assert len(warnings) == 2 and all(REPO_ID in line and "403" in line for line in warnings), run.stderr[-4000:]
+    out = tmp_path / "run" / "out"
+    assert all((out / f"checkpoint-{s}" / COMPLETE_MARKER).is_file() for s in (1, 2))  # local ones kept
+    files = pushed(local_hub)
+    assert json.loads(files[f"last-checkpoint/{COMPLETE_MARKER}"])["step"] == 2
+    result = load_file(tmp_path / "run" / "result.safetensors")
+    assert_same(load(files["model.safetensors"]), part(result, "teacher."), rtol=0, atol=0)
+    assert_no_token(tmp_path / "run", files, run.stdout, run.stderr)
+
+
+def test_server_down_at_start_fails_fast_with_one_clear_line(local_hub, tmp_path):
+    local_hub.stop()
+    run = train(local_hub, tmp_path / "run", args=PUSH)
+    assert run.returncode != 0
+    assert f"could not create or reach the Hub repo {REPO_ID}" in run.stderr, run.stderr[-4000:]
+    assert FAKE_TOKEN not in run.stderr + run.stdout
+    assert not (tmp_path / "run" / "out" / "checkpoint-2").exists()
+
+
+def test_checkpoint_state_loads_without_unpickling(tmp_path):
+    _run(tmp_path, "run", 2)
+    folder = tmp_path / "run" / "out" / "checkpoint-2"
+    for name in ("scl_state_rank0.pt", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        torch.load(io.BytesIO((folder / name).read_bytes()), weights_only=True)
+    with pytest.raises(Exception):  # the pickled arguments: Trainer writes them but never loads them
+        torch.load(folder / "training_args.bin", weights_only=True)
