@@ -14,6 +14,9 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "convert_nvidia",
     "pack_unlabeled",
     "make_synthetic",
+    "evaluate",
+    "evaluate_predictions",
+    "predict",
 )
 
 
