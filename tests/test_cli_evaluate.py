@@ -138,3 +138,18 @@ def test_update_card_writes_the_results_into_the_folder_card(setup, tmp_path):
     assert result.metric_type == "mean_iou" and result.metric_value == pytest.approx(mean_iou, abs=1e-4)
     assert result.dataset_name == "Cityscapes" and result.dataset_split == "val"
     assert result.metric_args["inference_mode"] == "sliding 16 + flip, scales 0.5/1"
+
+
+def test_bar_chart_falls_back_to_pil_without_matplotlib(tmp_path, monkeypatch):
+    from sclseg.evaluation import visualize
+
+    def no_matplotlib(*args):
+        raise ImportError("No module named 'matplotlib'")
+
+    monkeypatch.setattr(visualize, "_bar_chart_matplotlib", no_matplotlib)
+    ious = {"road": 0.5, "wall": float("nan"), "car": 1.0}
+    assert visualize.iou_bar_chart(ious, tmp_path / "c.png") == "pil"
+    chart = np.asarray(Image.open(tmp_path / "c.png"))
+    bar_rows = (chart == (76, 114, 176)).all(axis=2).sum(axis=1)
+    # road half, car full length of the 400-pixel axis (PIL rectangles include both ends); wall has no bar
+    assert sorted(set(bar_rows[bar_rows > 0])) == [201, 401]

@@ -1,15 +1,22 @@
-"""Evaluation: probabilities by whole-image / sliding-window / flip / multi-scale inference, and the confusion
-matrix behind mIoU (also as a Hub-free `evaluate` metric)."""
+"""Evaluation: probabilities by whole-image / sliding-window / flip / multi-scale inference, the confusion
+matrix behind mIoU (also as a Hub-free `evaluate` metric), the `sclseg evaluate` loop and the scoring of
+Cityscapes-server-format prediction folders."""
 
+from .evaluate_model import InferenceOptions, evaluate_model, load_model_and_processor
 from .inference import predict_probabilities, window_starts
 from .mean_iou_metric import SCLMeanIoU
 from .metrics import ConfusionMatrix, confusion_matrix, scores_from_confusion
+from .score_predictions import score_prediction_folder
 
 __all__ = [
     "ConfusionMatrix",
+    "InferenceOptions",
     "SCLMeanIoU",
     "confusion_matrix",
+    "evaluate_model",
+    "load_model_and_processor",
     "predict_probabilities",
+    "score_prediction_folder",
     "scores_from_confusion",
     "window_starts",
 ]
