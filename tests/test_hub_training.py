@@ -1,9 +1,9 @@
-"""SCLTrainer against the local Hub (tests/hub_server.py): pushes during training expose the teacher, a fresh
-output dir resumes from the repo id exactly, failed pushes only warn, tokens never reach a file or a log, and
-checkpoint state loads without unpickling code. Training runs in subprocesses (tests/hub_train_worker.py) with
-the real huggingface_hub / transformers clients; the test reads what the server stored."""
+"""SCLTrainer against the local Hub (tests/hub_server.py): pushes during training expose the teacher, failed
+pushes only warn and the next save pushes again, a fresh output dir resumes from the repo id exactly, the recipe
+pushes the card with the final teacher, tokens never reach a file or a log, and checkpoint state loads without
+unpickling code. Training runs in subprocesses (tests/hub_train_worker.py) with the real huggingface_hub /
+transformers clients; the tests read what the server stored."""
 
-import io
 import json
 import sys
 from pathlib import Path
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load, load_file
+from transformers.trainer_pt_utils import safe_globals
 
 from hub_server import FAKE_TOKEN, local_hub, run_hub_client  # noqa: F401 - fixture
 from sclseg import DeepLabV3PlusForSemanticSegmentation
@@ -67,8 +68,16 @@ def test_parse_hub_checkpoint(tmp_path):
 
 
 def test_push_during_training_then_resume_from_the_repo_elsewhere(local_hub, tmp_path):
-    first = train(local_hub, tmp_path / "first", stop_at=2, args=PUSH)  # checkpoint 2 pushed, then "a crash"
+    # Both commits of the first save fail (403: huggingface_hub retries 5xx with back-off for seconds); the
+    # save at step 2 pushes again, then the run stops ("a crash").
+    local_hub.fail_next(2, status=403, match="/commit/")
+    first = train(local_hub, tmp_path / "first", stop_at=2, save_steps=1, args=PUSH)
     assert first.returncode == 0, first.stderr[-4000:]
+    warnings = [line for line in first.stderr.splitlines() if "push to the Hub repo" in line]
+    assert len(warnings) == 2 and all(REPO_ID in line and "403" in line for line in warnings), first.stderr[-4000:]
+    out = tmp_path / "first" / "out"
+    assert all((out / f"checkpoint-{s}" / COMPLETE_MARKER).is_file() for s in (1, 2))  # local ones kept
+
     files = pushed(local_hub)
     stopped = load_file(tmp_path / "first" / "result.safetensors")
     # The repo's model is the teacher; last-checkpoint/ holds the student and everything resume needs.
@@ -95,22 +104,6 @@ def test_push_during_training_then_resume_from_the_repo_elsewhere(local_hub, tmp
     assert f"Bearer {FAKE_TOKEN}" in local_hub.authorization  # it was used, just never written
 
 
-def test_failed_pushes_warn_and_the_next_save_pushes_again(local_hub, tmp_path):
-    # Every commit of the first save fails (403: huggingface_hub retries 5xx with back-off for seconds).
-    local_hub.fail_next(2, status=403, match="/commit/")
-    run = train(local_hub, tmp_path / "run", save_steps=1, args={**PUSH, "max_steps": 2})
-    assert run.returncode == 0, run.stderr[-4000:]
-    warnings = [line for line in run.stderr.splitlines() if "push to the Hub repo" in line]
-    assert len(warnings) == 2 and all(REPO_ID in line and "403" in line for line in warnings), run.stderr[-4000:]
-    out = tmp_path / "run" / "out"
-    assert all((out / f"checkpoint-{s}" / COMPLETE_MARKER).is_file() for s in (1, 2))  # local ones kept
-    files = pushed(local_hub)
-    assert json.loads(files[f"last-checkpoint/{COMPLETE_MARKER}"])["step"] == 2
-    result = load_file(tmp_path / "run" / "result.safetensors")
-    assert_same(load(files["model.safetensors"]), part(result, "teacher."), rtol=0, atol=0)
-    assert_no_token(tmp_path / "run", files, run.stdout, run.stderr)
-
-
 def test_server_down_at_start_fails_fast_with_one_clear_line(local_hub, tmp_path):
     local_hub.stop()
     run = train(local_hub, tmp_path / "run", args=PUSH)
@@ -123,7 +116,33 @@ def test_server_down_at_start_fails_fast_with_one_clear_line(local_hub, tmp_path
 def test_checkpoint_state_loads_without_unpickling(tmp_path):
     _run(tmp_path, "run", 2)
     folder = tmp_path / "run" / "out" / "checkpoint-2"
-    for name in ("scl_state_rank0.pt", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
-        torch.load(io.BytesIO((folder / name).read_bytes()), weights_only=True)
+    for name in ("scl_state_rank0.pt", "optimizer.pt", "scheduler.pt"):
+        torch.load(folder / name, weights_only=True)
+    with safe_globals():  # as Trainer loads it: weights_only, plus numpy's array reconstruction allow-listed
+        torch.load(folder / "rng_state.pth", weights_only=True)
     with pytest.raises(Exception):  # the pickled arguments: Trainer writes them but never loads them
         torch.load(folder / "training_args.bin", weights_only=True)
+
+
+def test_recipe_pushes_the_teacher_and_its_card(local_hub, tmp_path):
+    from huggingface_hub import ModelCard
+
+    from sclseg.data import make_synthetic_cityscapes
+    from tests.test_recipe import RECIPE, REPO, TINY
+
+    root = make_synthetic_cityscapes(tmp_path / "cityscapes", seed=0, size=(64, 128), train=4, val=2, extra=2,
+                                     num_workers=1, preview=False)
+    out = tmp_path / "out"
+    argv = [sys.executable, str(RECIPE), str(REPO / "recipes/configs/embedded.yaml"), "--data_root", str(root),
+            "--output_dir", str(out), "--max_steps", "2", *TINY, "--save_strategy", "steps", "--save_steps", "2",
+            "--max_eval_samples", "1", "--num_prediction_images", "1",
+            "--push_to_hub", "true", "--hub_model_id", "test-user/recipe", "--hub_strategy", "checkpoint"]
+    run = run_hub_client(argv, endpoint=local_hub.url, hf_home=tmp_path / "hf_home", cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr[-4000:]
+    files = pushed(local_hub, "test-user/recipe")
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.eval_results[0].metric_type == "mean_iou"
+    assert_same(load(files["model.safetensors"]), load_file(out / "model.safetensors"), rtol=0, atol=0)  # teacher
+    assert json.loads(files[f"last-checkpoint/{COMPLETE_MARKER}"])["step"] == 2
+    assert not [path for path in files if path.startswith(("predictions/", "_", "checkpoint-"))]
+    assert_no_token(tmp_path, files, run.stdout, run.stderr)
