@@ -125,3 +125,10 @@ def test_same_file_name_twice_and_unknown_format(model_dir, tmp_path):
         main(["predict", str(model_dir), str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(tmp_path / "o")])
     with pytest.raises(SystemExit, match="unknown output format"):
         main(["predict", str(model_dir), str(tmp_path / "a"), "--output", str(tmp_path / "o"), "--format", "jpeg"])
+
+
+def test_unreadable_image_is_named(model_dir, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(SystemExit, match="broken.png"):
+        main(["predict", str(model_dir), str(broken), "--output", str(tmp_path / "out")])

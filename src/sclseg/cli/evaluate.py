@@ -137,8 +137,11 @@ def run(args: argparse.Namespace) -> int:
     kwargs = {"revision": args.revision} if args.revision else {}
     model, processor = load_model_and_processor(args.model, **kwargs)
     device = torch.device(args.device) if args.device else state.device
-    scores = evaluate_model(model, processor, items, options, device=device,
-                            keep_examples=args.save_examples, progress=True)
+    try:
+        scores = evaluate_model(model, processor, items, options, device=device,
+                                keep_examples=args.save_examples, progress=True)
+    except ValueError as error:  # an unreadable image or label, or an image and label of different sizes
+        raise SystemExit(f"error: {error}") from None
     if not state.is_main_process:
         return 0
     class_names = [model.config.id2label[i] for i in range(model.config.num_labels)]

@@ -82,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
     model.to(device)
     converted = False
     for image_path, paths in tqdm(jobs, desc="predicting", unit="image"):
-        image, mode = load_rgb(image_path)
+        try:
+            image, mode = load_rgb(image_path)
+        except (OSError, ValueError) as error:  # read_image names the file
+            raise SystemExit(f"error: {error}") from None
         if mode is not None and not converted:
             print(f"note: {image_path} is a {mode} image; non-RGB inputs are converted to RGB", file=sys.stderr)
             converted = True

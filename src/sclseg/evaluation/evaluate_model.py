@@ -81,7 +81,7 @@ def load_model_and_processor(name_or_path: str | Path, **kwargs) -> tuple[nn.Mod
 
 def predict_train_ids(model: nn.Module, processor, image: np.ndarray, options: InferenceOptions,
                       device: torch.device | str = "cpu") -> np.ndarray:
-    """(H, W, 3) uint8 RGB image → (H, W) uint8 predicted class ids (train ids for Cityscapes models) at the
+    """(H, W, 3) uint8 RGB image → (H, W) uint8 predicted class ids (int32 above 255 classes) (train ids for Cityscapes models) at the
     image size. The processor normalises (and may resize: the probabilities are then resized back to the image
     size, bilinear with align_corners=True like the model, before the argmax)."""
     pixel_values = processor(images=[image], return_tensors="pt")["pixel_values"].to(device)
@@ -90,7 +90,9 @@ def predict_train_ids(model: nn.Module, processor, image: np.ndarray, options: I
                                   autocast_dtype=options.autocast_dtype)
     if tuple(probs.shape[-2:]) != image.shape[:2]:
         probs = torch.nn.functional.interpolate(probs, size=image.shape[:2], mode="bilinear", align_corners=True)
-    return probs[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
+    # uint8 is what PNG writers and the label LUTs take; wider only for models with more than 255 classes
+    dtype = torch.uint8 if probs.shape[1] <= 255 else torch.int32
+    return probs[0].argmax(dim=0).to(dtype).cpu().numpy()
 
 
 def _rank_and_world() -> tuple[int, int]:
