@@ -4,7 +4,7 @@ Standard library only: `ThreadingHTTPServer` in a thread, repos in `tests/hub_re
 `huggingface_hub` 2.x, `transformers` and `datasets` send when `HF_ENDPOINT` points at it and
 `HF_HUB_DISABLE_XET=1` (the legacy LFS upload path):
 
-    GET  /api/whoami-v2
+    GET  /api/whoami-v2                              POST /api/validate-yaml (README metadata: always valid)
     POST /api/repos/create                          DELETE /api/repos/delete
     GET  /api/{type}s/{ns}/{name}[/revision/{rev}]   (sha, siblings[] with rfilename, size, blobId, lfs)
     GET  /api/{type}s/{ns}/{name}/tree/{rev}[/{path}]?recursive=   POST .../paths-info/{rev}
@@ -230,6 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._create_repo(self._json_body(body))
         if path == "/api/repos/delete" and method == "DELETE":
             return self._delete_repo(self._json_body(body))
+        if path == "/api/validate-yaml" and method == "POST":  # the client checks a README's metadata first
+            return self._send_json({"errors": [], "warnings": []})
         if match := _API_REPO.match(path):
             repo_type, repo_id, rest = _TYPES[match[1]], match[2], match[3] or ""
             return self._api(method, repo_type, repo_id, rest, body)

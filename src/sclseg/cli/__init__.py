@@ -14,6 +14,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "convert_nvidia",
     "pack_unlabeled",
     "make_synthetic",
+    "push",
     "evaluate",
     "evaluate_predictions",
     "predict",

@@ -1,4 +1,5 @@
-"""`sclseg pack-unlabeled IMAGE_DIR OUTPUT_DIR --num-shards N`: an image folder -> N Parquet shards."""
+"""`sclseg pack-unlabeled IMAGE_DIR OUTPUT_DIR --num-shards N [--push-to-hub REPO_ID]`: an image folder -> N
+Parquet shards, optionally uploaded to `data/` of a Hub dataset repo (streamed with `--unlabeled_source REPO_ID`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rows-per-group", type=int, default=None,
                         help="images per Parquet row group (default 16)")
     parser.add_argument("--json", type=Path, default=None, help="also write the summary as JSON to this file")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", default=None,
+                        help="upload the shards to data/ of this Hub dataset repo (created if needed; older shards "
+                        "there are replaced); train from it with --unlabeled_source REPO_ID")
+    parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo as private")
+    parser.add_argument("--revision", default=None, help="with --push-to-hub: branch to push to (default main)")
     parser.set_defaults(func=run)
 
 
@@ -36,6 +42,23 @@ def run(args: argparse.Namespace) -> int:
                "skipped": [str(p) for p in result.skipped]}
     print(f"wrote {result.images} images into {len(result.shards)} shards in {args.output_dir}"
           f" ({len(result.skipped)} unreadable files skipped)")
+    if args.push_to_hub is not None:
+        summary["hub"] = _push(result, args)
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=2))
     return 0
+
+
+def _push(result, args: argparse.Namespace) -> dict:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from sclseg.hub_upload import push_unlabeled_shards
+
+    try:
+        pushed = push_unlabeled_shards(result.shards, result.images, args.push_to_hub, private=args.private,
+                                       revision=args.revision)
+    except (ValueError, OSError, HfHubHTTPError) as error:
+        raise SystemExit(f"pack-unlabeled: the shards are in {args.output_dir} but the upload failed: {error}") from None
+    print(f"pushed {len(result.shards)} shards to {pushed.repo_url} (commit {pushed.commit[:12]}); "
+          f"train from them with --unlabeled_source {args.push_to_hub}")
+    return pushed.as_dict()
