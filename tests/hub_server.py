@@ -348,9 +348,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _refs(self, repo_type: str, repo_id: str) -> int:
         repo = self._repo(repo_type, repo_id)
-        refs = {"branches": [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": c} for n, c in repo.branches.items()],
-                "tags": [{"name": n, "ref": f"refs/tags/{n}", "targetCommit": c} for n, c in repo.tags.items()],
-                "converts": []}
+        def refs_of(kind: str, table: dict[str, str]) -> list[dict]:
+            return [{"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": c} for n, c in table.items()]
+
+        refs = {"branches": refs_of("heads", repo.branches), "tags": refs_of("tags", repo.tags), "converts": []}
         return self._send_json(refs)
 
     def _commits(self, repo_type: str, repo_id: str, revision: str) -> int:

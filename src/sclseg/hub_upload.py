@@ -10,15 +10,33 @@ executes pickled code), and `checkpoint-*` folders are left out because they are
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi
+from huggingface_hub.errors import HfHubHTTPError
 
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle", "*.joblib")
 SKIPPED_FOLDERS = ("checkpoint-*", "runs", ".git", ".cache", "__pycache__")
 UNLABELED_PREFIX = "data"
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    # huggingface_hub 2.x talks through httpx2, 1.x through httpx; their connection errors derive from neither
+    # OSError nor HfHubHTTPError, and a dead network must give one line, not a traceback.
+    found = []
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).HTTPError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+# What an upload can raise for reasons outside the program: the CLIs turn these into one-line errors.
+UPLOAD_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, HfHubHTTPError, *_transport_errors())
 
 
 @dataclass
@@ -61,7 +79,8 @@ def check_model_folder(folder: Path) -> None:
     shards = sorted(folder.glob("*.safetensors"))
     if not shards:
         pickles = sorted(p.name for p in folder.iterdir() if _skipped(p.name))
-        hint = f" (found {', '.join(pickles)}: pickles are never pushed; re-save with save_pretrained)" if pickles else ""
+        hint = (f" (found {', '.join(pickles)}: pickles are never pushed; re-save with save_pretrained)"
+                if pickles else "")
         raise ValueError(f"{folder} holds no *.safetensors weights{hint}")
     for shard in shards:  # a truncated file fails here, before anything is uploaded
         with safe_open(str(shard), framework="pt") as handle:

@@ -50,15 +50,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _push(result, args: argparse.Namespace) -> dict:
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from sclseg.hub_upload import push_unlabeled_shards
+    from sclseg.hub_upload import UPLOAD_ERRORS, push_unlabeled_shards
 
     try:
         pushed = push_unlabeled_shards(result.shards, result.images, args.push_to_hub, private=args.private,
                                        revision=args.revision)
-    except (ValueError, OSError, HfHubHTTPError) as error:
-        raise SystemExit(f"pack-unlabeled: the shards are in {args.output_dir} but the upload failed: {error}") from None
+    except UPLOAD_ERRORS as error:
+        raise SystemExit(f"pack-unlabeled: the shards are in {args.output_dir}, but the upload failed: "
+                         f"{error}") from None
     print(f"pushed {len(result.shards)} shards to {pushed.repo_url} (commit {pushed.commit[:12]}); "
           f"train from them with --unlabeled_source {args.push_to_hub}")
     return pushed.as_dict()

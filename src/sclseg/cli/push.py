@@ -26,15 +26,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from sclseg.hub_upload import push_model_folder, summary_json
+    from sclseg.hub_upload import UPLOAD_ERRORS, push_model_folder, summary_json
 
     try:
         result = push_model_folder(args.model_dir, args.repo_id, revision=args.revision, private=args.private,
                                    commit_message=args.commit_message, tag=args.tag)
-    except (ValueError, OSError, HfHubHTTPError) as error:
-        raise SystemExit(f"push: {error}") from None
+    except UPLOAD_ERRORS as error:
+        raise SystemExit(f"push: {type(error).__name__}: {error}") from None  # one line, never the token
     if result.skipped:
         print(f"left out (pickles / training state): {', '.join(result.skipped)}")
     where = result.repo_url if result.revision == "main" else f"{result.repo_url}/tree/{result.revision}"
