@@ -1,9 +1,9 @@
 """Client side of tests/test_hub_training.py: trains the tiny SCL setup of tests/test_trainer.py in a fresh
 interpreter (HF_ENDPOINT etc. from `run_hub_client`) and saves the final student and teacher for comparison.
 
-    python tests/hub_train_worker.py '{"tmp": DIR, "stop_at": 2, "resume": "user/run", "args": {...}}'
+    python tests/hub_train_worker.py '[{"tmp": DIR, "stop_at": 2, "args": {...}}, {"tmp": DIR2, "resume": "user/run"}]'
 
-The run is `_run` of tests/test_trainer.py (4 steps, checkpoint every `save_steps`), optionally stopped early
+The runs go one after the other in this interpreter (one start-up of torch and transformers). Each run is `_run` of tests/test_trainer.py (4 steps, checkpoint every `save_steps`), optionally stopped early
 ("a crash"), resumed, exported with `save_model`; `result.safetensors` in DIR holds `student.*` and `teacher.*`.
 """
 
@@ -40,4 +40,5 @@ def main(spec: dict) -> None:
 
 
 if __name__ == "__main__":
-    main(json.loads(sys.argv[1]))
+    for run in json.loads(sys.argv[1]):
+        main(run)

@@ -27,11 +27,13 @@ RESUME_FILES = {"model.safetensors", "config.json", "optimizer.pt", "scheduler.p
                 "scl_state_rank0.pt", COMPLETE_MARKER}
 
 
-def train(hub, tmp: Path, **spec):
-    tmp.mkdir(parents=True, exist_ok=True)
-    result = run_hub_client([sys.executable, str(WORKER), json.dumps({"tmp": str(tmp), **spec})], endpoint=hub.url,
-                            hf_home=tmp / "hf_home", timeout=180)
-    return result
+def train(hub, *runs: dict):
+    """Run the worker once for `runs` (each a spec with its own "tmp" folder), in one client process."""
+    for run in runs:
+        Path(run["tmp"]).mkdir(parents=True, exist_ok=True)
+    specs = [{**run, "tmp": str(run["tmp"])} for run in runs]
+    return run_hub_client([sys.executable, str(WORKER), json.dumps(specs)], endpoint=hub.url,
+                          hf_home=Path(runs[0]["tmp"]) / "hf_home", timeout=240)
 
 
 def pushed(hub, repo_id: str = REPO_ID) -> dict[str, bytes]:
@@ -69,17 +71,19 @@ def test_parse_hub_checkpoint(tmp_path):
 
 def test_push_during_training_then_resume_from_the_repo_elsewhere(local_hub, tmp_path):
     # Both commits of the first save fail (403: huggingface_hub retries 5xx with back-off for seconds); the
-    # save at step 2 pushes again, then the run stops ("a crash").
+    # save at step 2 pushes again, then the run stops ("a crash"). The second run resumes from the repo id in a
+    # fresh output dir (another "machine") and does not push, so the repo stays as the first run left it.
     local_hub.fail_next(2, status=403, match="/commit/")
-    first = train(local_hub, tmp_path / "first", stop_at=2, save_steps=1, args=PUSH)
-    assert first.returncode == 0, first.stderr[-4000:]
-    warnings = [line for line in first.stderr.splitlines() if "push to the Hub repo" in line]
-    assert len(warnings) == 2 and all(REPO_ID in line and "403" in line for line in warnings), first.stderr[-4000:]
-    out = tmp_path / "first" / "out"
-    assert all((out / f"checkpoint-{s}" / COMPLETE_MARKER).is_file() for s in (1, 2))  # local ones kept
+    first, second = tmp_path / "first", tmp_path / "second"
+    both = train(local_hub, {"tmp": first, "stop_at": 2, "save_steps": 1, "args": PUSH},
+                 {"tmp": second, "resume": REPO_ID})
+    assert both.returncode == 0, both.stderr[-4000:]
+    warnings = [line for line in both.stderr.splitlines() if "push to the Hub repo" in line]
+    assert len(warnings) == 2 and all(REPO_ID in line and "403" in line for line in warnings), both.stderr[-4000:]
+    assert all((first / "out" / f"checkpoint-{s}" / COMPLETE_MARKER).is_file() for s in (1, 2))  # kept locally
 
     files = pushed(local_hub)
-    stopped = load_file(tmp_path / "first" / "result.safetensors")
+    stopped = load_file(first / "result.safetensors")
     # The repo's model is the teacher; last-checkpoint/ holds the student and everything resume needs.
     assert_same(load(files["model.safetensors"]), part(stopped, "teacher."), rtol=0, atol=0)
     assert_same(load(files["last-checkpoint/model.safetensors"]), part(stopped, "student."), rtol=0, atol=0)
@@ -93,20 +97,20 @@ def test_push_during_training_then_resume_from_the_repo_elsewhere(local_hub, tmp
     loaded = DeepLabV3PlusForSemanticSegmentation.from_pretrained(root)  # loads as the model, teacher weights
     assert_same(loaded.state_dict(), part(stopped, "teacher."), rtol=0, atol=0)
 
-    second = train(local_hub, tmp_path / "second", resume=REPO_ID)  # fresh output dir, another "machine"
-    assert second.returncode == 0, second.stderr[-4000:]
-    assert json.loads(second.stdout.strip().splitlines()[-1]) == {"step": 4, "teacher_step": 4}
+    assert [json.loads(line) for line in both.stdout.strip().splitlines() if line.startswith('{"step"')] == [
+        {"step": 2, "teacher_step": 2}, {"step": 4, "teacher_step": 4}]
+    assert (second / "out" / "_hub_resume" / "last-checkpoint" / COMPLETE_MARKER).is_file()
     full = _run(tmp_path, "full", 4)  # uninterrupted, in this process, no Hub
-    resumed = load_file(tmp_path / "second" / "result.safetensors")
+    resumed = load_file(second / "result.safetensors")
     assert_same(part(resumed, "student."), full.model.state_dict(), rtol=1e-5, atol=1e-6)
     assert_same(part(resumed, "teacher."), full.teacher.model.state_dict(), rtol=1e-5, atol=1e-6)
-    assert_no_token(tmp_path / "first", files, first.stdout, first.stderr, second.stdout, second.stderr)
+    assert_no_token(tmp_path, files, both.stdout, both.stderr)
     assert f"Bearer {FAKE_TOKEN}" in local_hub.authorization  # it was used, just never written
 
 
 def test_server_down_at_start_fails_fast_with_one_clear_line(local_hub, tmp_path):
     local_hub.stop()
-    run = train(local_hub, tmp_path / "run", args=PUSH)
+    run = train(local_hub, {"tmp": tmp_path / "run", "args": PUSH})
     assert run.returncode != 0
     assert f"could not create or reach the Hub repo {REPO_ID}" in run.stderr, run.stderr[-4000:]
     assert FAKE_TOKEN not in run.stderr + run.stdout

@@ -95,6 +95,13 @@ class SCLTrainingArguments(TrainingArguments):
         metadata=_help("Scheduler arguments (paper: power 1.0, decaying to 0)."),
     )
     max_grad_norm: float = field(default=0.0, metadata=_help("Gradient clipping norm; 0 = none (paper, NVIDIA: none)."))
+    # --- resuming (TrainingArguments' field, read by recipes/train_scl.py; SCLTrainer.train accepts the same) ---
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata=_help("A checkpoint folder, or a Hub repo 'user/run' / 'user/run@REVISION' (branch, tag or commit; "
+                       "default: hub_revision, else main) whose last-checkpoint/ (pushed with --hub_strategy "
+                       "checkpoint) is downloaded to OUTPUT_DIR/_hub_resume/ and resumed. An existing path wins."),
+    )
     remove_unused_columns: bool = field(default=False, metadata=_help("Kept off: items carry image ids besides tensors."))
     batch_eval_metrics: bool = field(default=True, metadata=_help("Confusion matrix accumulated per batch (never all logits)."))
 
