@@ -18,8 +18,16 @@ first = open(hf_hub_download("user/files", "notes.txt", revision="v1")).read()
 second = open(hf_hub_download("user/files", "notes.txt", revision="dev")).read()
 weights = open(hf_hub_download("user/files", "sub/weights.bin", revision="main"), "rb").read()
 tree = sorted(f.path for f in api.list_repo_tree("user/files", recursive=True))
+info = {i.path: type(i).__name__ for i in api.get_paths_info("user/files", ["notes.txt", "sub", "nope"], revision="v1")}
+from huggingface_hub import HfFileSystem
+fs = HfFileSystem()
+with fs.open("user/files/sub/weights.bin", "rb", block_size=1000) as handle:
+    handle.seek(5000)
+    middle = list(handle.read(3))
+listed = sorted(fs.ls("user/files/sub", detail=False))
 refs = api.list_repo_refs("user/files")
-print(json.dumps({"first": first, "second": second, "weights": len(weights), "tree": tree,
+print(json.dumps({"first": first, "second": second, "weights": len(weights), "tree": tree, "info": info,
+                  "middle": middle, "listed": listed,
                   "tags": [t.name for t in refs.tags], "branches": sorted(b.name for b in refs.branches)}))
 """
 
@@ -34,7 +42,9 @@ def test_upload_branch_tag_download(local_hub, tmp_path):
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out == {"first": "first", "second": "second", "weights": 10240,
                    "tree": [".gitattributes", "notes.txt", "sub", "sub/weights.bin"], "tags": ["v1"],
-                   "branches": ["dev", "main"]}
+                   "branches": ["dev", "main"], "info": {"notes.txt": "RepoFile", "sub": "RepoFolder"},
+                   "middle": [5000 % 256, 5001 % 256, 5002 % 256], "listed": ["user/files/sub/weights.bin"]}
+    assert any(status == 206 for _, path, status in local_hub.requests if path.endswith("sub/weights.bin"))
     assert any(path.endswith("/lfs/objects/batch") for _, path, _ in local_hub.requests)
     assert set(local_hub.authorization) == {f"Bearer {FAKE_TOKEN}"}
 

@@ -140,6 +140,10 @@ def _hardware(args: SCLTrainingArguments | None) -> str:
     return f"{device}, {processes} process(es)"
 
 
+def _planned_steps(args: SCLTrainingArguments) -> str:
+    return str(args.max_steps) if args.max_steps > 0 else f"{args.num_train_epochs:g} epochs"
+
+
 def _recipe(args: SCLTrainingArguments) -> str:
     values = {name: getattr(args, name) for name in _METHOD_FIELDS if hasattr(args, name)}
     # Enum-valued arguments (optim, lr_scheduler_type) print as what one passes on the command line.
@@ -168,7 +172,7 @@ def write_model_card(output_dir: Path, metrics: dict[str, float], *, args: SCLTr
     """Write `output_dir/README.md` with the validation mIoU in `model-index`; returns its path.
 
     `repo_id` names the model in the loading examples (default: `args.hub_model_id`, else the folder name);
-    `steps` is the number of optimisation steps done (default: `args.max_steps`)."""
+    `steps` is the number of optimisation steps done (default: `args.max_steps`, or the epochs)."""
     output_dir = Path(output_dir)
     name = repo_id or getattr(args, "hub_model_id", None) or output_dir.name
     dataset = "sclseg synthetic Cityscapes" if synthetic else "Cityscapes"
@@ -185,7 +189,7 @@ def write_model_card(output_dir: Path, metrics: dict[str, float], *, args: SCLTr
         weights_note="These weights are the EMA teacher." if getattr(args, "eval_with_teacher", True) else "",
         results=_results_text(results, [_iou_block(evaluation)] if evaluation else []), recipe=_recipe(args),
         data_description=f"{dataset} (`{data_root}`)", num_labeled=num_labeled, num_unlabeled=unlabeled,
-        hardware=_hardware(args), steps=steps if steps is not None else args.max_steps)
+        hardware=_hardware(args), steps=steps if steps is not None else _planned_steps(args))
     path = output_dir / "README.md"
     output_dir.mkdir(parents=True, exist_ok=True)
     card.save(path)
