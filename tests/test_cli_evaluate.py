@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from hub_server import local_hub, python_client, run_hub_client  # noqa: F401 - fixture
 from PIL import Image
 from tiny_cityscapes import save_tiny_model, write_tiny_cityscapes
 
@@ -153,3 +154,22 @@ def test_bar_chart_falls_back_to_pil_without_matplotlib(tmp_path, monkeypatch):
     bar_rows = (chart == (76, 114, 176)).all(axis=2).sum(axis=1)
     # road half, car full length of the 400-pixel axis (PIL rectangles include both ends); wall has no bar
     assert sorted(set(bar_rows[bar_rows > 0])) == [201, 401]
+
+
+_PUSH_AND_EVALUATE = """
+import sys
+from sclseg.cli import main
+main(["push", sys.argv[1], "test-user/tiny-eval"])
+sys.exit(main(["evaluate", "test-user/tiny-eval", "--data-root", sys.argv[2], "--json", sys.argv[3]]))
+"""
+
+
+def test_hub_id_evaluates_like_the_local_folder(setup, tmp_path, local_hub):
+    root, model_dir = setup
+    local, hub = tmp_path / "local.json", tmp_path / "hub.json"
+    assert main(["evaluate", str(model_dir), "--data-root", str(root), "--json", str(local)]) == 0
+    result = run_hub_client(python_client(_PUSH_AND_EVALUATE, model_dir, root, hub), endpoint=local_hub.url,
+                            hf_home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = json.loads(local.read_text()), json.loads(hub.read_text())
+    assert b["model"] == "test-user/tiny-eval" and a == {**b, "model": a["model"]}
