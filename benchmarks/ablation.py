@@ -42,10 +42,18 @@ VARIANTS: dict[str, dict[str, str]] = {
 # Probes of why a variant behaves as it does; run only when named with --variants.
 PROBES: dict[str, dict[str, str]] = {
     "c_scl_weights_div20": {"--consistency_weight": "1", "--structured_consistency_weight": "0.15"},
+    # Box size: 32 boxes on a 128 crop are ~20 px (2.5 cells of the stride-8 features); 4 boxes are ~50 px.
+    "c_scl_4_boxes": {"--cutmix_boxes": "4", "--structured_boxes": "2"},
+    # A mechanics check: consistency towards a better, frozen teacher (distillation) must lift the student.
+    "c_scl_frozen_better_teacher": {"--ema_decay": "1", "--ema_warmup": "false", "--eval_with_teacher": "false"},
 }
+# The teacher weights of that probe: the supervised start of the longer-pretraining probe (results folder name).
+TEACHER_FROM = {"c_scl_frozen_better_teacher": "ablation-probe-longer-pretraining"}
 LABELS = {"a_supervised": "(a) supervised", "b_consistency": "(b) + consistency",
           "c_scl": "(c) + structured consistency (SCL)", "d_scl_no_ema": "(d) SCL without EMA",
-          "c_scl_weights_div20": "probe: (c) with λ_c, λ_sc / 20 (1, 0.15)"}
+          "c_scl_weights_div20": "probe: (c) with λ_c, λ_sc / 20 (1, 0.15)",
+          "c_scl_4_boxes": "probe: (c) with 4 CutMix boxes (2 scored by L_sc) instead of 32 (16)",
+          "c_scl_frozen_better_teacher": "probe: (c) towards a frozen better teacher (student evaluated)"}
 
 # The benchmark's fixed size. Images at 128x256 (1/8 of Cityscapes per side) keep a 2-core run near an hour;
 # 64 train images of which 1/4 = 16 are labeled (the issue's example), 512 train_extra unlabeled, 64 val.
@@ -115,6 +123,10 @@ def worker(spec_json: str) -> None:
     train, evaluation, unlabeled, num_labeled = build_datasets(data_args, args)
     trainer = SCLTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
                          unlabeled_dataset=unlabeled, processing_class=SCLImageProcessor())
+    if job.get("teacher_from"):
+        from safetensors.torch import load_file
+
+        trainer.teacher.model.load_state_dict(load_file(Path(job["teacher_from"]) / "model.safetensors"))
     trainer.train()
     metrics = trainer.evaluate()
     if job["spec"].get("pretrain"):
@@ -131,7 +143,9 @@ def launch(spec: dict, setup: dict, out: Path, data_root: Path) -> dict:
     """Run `spec` in a subprocess unless its result exists; returns the result."""
     result = out / "runs" / f"{run_name(spec)}.json"
     if not result.exists():
+        teacher = TEACHER_FROM.get(spec["variant"])
         job = {"spec": spec, "result": str(result), "save_to": str(pretrained_dir(out, spec["fraction"])),
+               "teacher_from": teacher and str(pretrained_dir(out.parent / teacher, spec["fraction"])),
                "flags": worker_flags(spec, setup, data_root, out / "work" / run_name(spec))}
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
         log = out / "logs" / f"{run_name(spec)}.log"

@@ -58,6 +58,11 @@ def sweep_table(summary: dict) -> str:
     return "\n".join(rows)
 
 
+def _total_minutes(runs: list[dict], out: Path) -> float:
+    pretrain = [json.loads(p.read_text())["wall_s"] for p in out.glob("runs/pretrain_*.json")]
+    return (sum(r["wall_s"] for r in runs) + sum(pretrain)) / 60
+
+
 def pretrain_table(out: Path) -> str:
     rows = ["| labeled fraction | labeled images | val mIoU (%) after pretraining | wall time (s) |", "|---|---|---|---|"]
     for path in sorted(out.glob("runs/pretrain_*.json")):
@@ -75,7 +80,8 @@ def write_report(runs: list[dict], setup: dict, out: Path, *, wall_s: float, env
     plots = write_plots(runs, summary, out, LABELS, setup["main_fraction"])
     lines = [f"# SCL ablation on the synthetic Cityscapes ({len(runs)} runs)", "",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in environment.items()), "",
-             f"Setup: {json.dumps(setup)}", f"Total wall time of this invocation: {wall_s / 60:.1f} min", "",
+             f"Setup: {json.dumps(setup)}", f"Sum of the runs' wall times (pretraining included): {_total_minutes(runs, out):.1f} min; "
+             f"this invocation: {wall_s / 60:.1f} min", "",
              f"## Ablation at {setup['main_fraction']} labeled", "",
              ablation_table(summary, setup["main_fraction"], LABELS), "", "## Label-fraction sweep", "",
              sweep_table(summary), "", "## Starting points (supervised pretraining, seed 0)", "",
@@ -100,12 +106,13 @@ def write_plots(runs: list[dict], summary: dict, out: Path, labels: dict[str, st
 def _plot_sweep(plt, summary: dict, out: Path, labels: dict[str, str]) -> Path:
     fractions = sorted(summary, key=Fraction)
     fig, ax = plt.subplots(figsize=(5, 3.6))
+    colours = {variant: f"C{i}" for i, variant in enumerate(labels)}  # the colours of the training curves
     for variant in ("a_supervised", "c_scl"):
         points = [(summary[f][variant]["num_labeled"], summary[f][variant]) for f in fractions if variant in summary[f]]
         xs = [p[0] for p in points]
         ax.errorbar(xs, [p[1]["mean"] for p in points], yerr=[0 if p[1]["std"] != p[1]["std"] else p[1]["std"]
                                                                for p in points], marker="o", capsize=3,
-                    label=labels[variant])
+                    label=labels[variant], color=colours[variant])
     ax.set_xscale("log", base=2)
     ax.set_xlabel("labeled synthetic images")
     ax.set_ylabel("val mIoU (%)")
@@ -119,8 +126,11 @@ def _plot_sweep(plt, summary: dict, out: Path, labels: dict[str, str]) -> Path:
 
 
 def _plot_curves(plt, runs: list[dict], out: Path, labels: dict[str, str], fraction: str) -> Path:
-    """The first seed at the ablation's fraction: each loss term, and the validation mIoU, against the step."""
-    at_fraction = [r for r in runs if r["fraction"] == fraction]
+    """The first seed at the ablation's fraction: each loss term, and the validation mIoU, against the step
+    (the four variants; probes are in the tables only)."""
+    from ablation import VARIANTS
+
+    at_fraction = [r for r in runs if r["fraction"] == fraction and r["variant"] in VARIANTS]
     main = [r for r in at_fraction if r["seed"] == min(x["seed"] for x in at_fraction)]
     fig, axes = plt.subplots(1, len(TERMS) + 1, figsize=(16, 3.6))
     start = out / "runs" / f"pretrain_f{fraction.replace('/', 'of')}.json"
