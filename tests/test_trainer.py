@@ -310,3 +310,26 @@ def test_training_arguments_validation(tmp_path):
     args = make_args(tmp_path)
     assert (args.consistency_weight, args.structured_consistency_weight, args.cutmix_boxes, args.structured_boxes,
             args.ema_decay, args.learning_rate, args.weight_decay) == (20.0, 3.0, 32, 16, 0.999, 0.002, 0.001)
+
+
+def test_mixed_batch_is_the_cutmix_of_the_views_and_of_the_teacher_predictions(tmp_path):
+    """u_m = u_a·(1−M) + u_b·M and p_mt = p_t(u_a)·(1−M) + p_t(u_b)·M with the same boxes, recomputed here from
+    the trainer's generator state and per-view teacher forwards (the trainer runs one forward over both)."""
+    from sclseg.cutmix import sample_cutmix_boxes
+
+    trainer = SCLTrainer(model=tiny_model(), args=make_args(tmp_path), train_dataset=Labeled(),
+                         unlabeled_dataset=Unlabeled())
+    generator = torch.Generator()
+    generator.set_state(trainer.generator.get_state())
+    mixed = trainer._mixed_batch()
+    pair = next(iter(Unlabeled()))
+    u_a, u_b = pair["pixel_values_a"][None], pair["pixel_values_b"][None]
+    boxes = sample_cutmix_boxes(1, H, W, num_boxes=32, generator=generator)
+    mask = boxes.mask
+    with torch.no_grad():
+        p_a, p_b = (trainer.teacher.model(pixel_values=u).logits.softmax(1) for u in (u_a, u_b))
+    assert 0.2 < float(mask.mean()) < 0.8  # both views present
+    assert torch.equal(mixed["owner"], boxes.owner)
+    torch.testing.assert_close(mixed["u_m"], u_a * (1 - mask) + u_b * mask)
+    torch.testing.assert_close(mixed["p_mt"], p_a * (1 - mask) + p_b * mask, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(p_a, p_b, atol=1e-3)  # the two views' targets differ, so a swap would show
