@@ -44,6 +44,11 @@ PROBES: dict[str, dict[str, str]] = {
     "c_scl_weights_div20": {"--consistency_weight": "1", "--structured_consistency_weight": "0.15"},
     # Box size: 32 boxes on a 128 crop are ~20 px (2.5 cells of the stride-8 features); 4 boxes are ~50 px.
     "c_scl_4_boxes": {"--cutmix_boxes": "4", "--structured_boxes": "2"},
+    # Learning rate: the fine-tuning stage at the paper's 0.002 (the protocol uses the embedded default's 0.02, and
+    # λ_c = 20 multiplies the step the consistency term takes).
+    "a_supervised_lr_paper": {"--consistency_weight": "0", "--structured_consistency_weight": "0",
+                              "--learning_rate": "0.002"},
+    "c_scl_lr_paper": {"--learning_rate": "0.002"},
     # A mechanics check: consistency towards a better, frozen teacher (distillation) must lift the student.
     "c_scl_frozen_better_teacher": {"--ema_decay": "1", "--ema_warmup": "false", "--eval_with_teacher": "false"},
 }
@@ -52,6 +57,8 @@ TEACHER_FROM = {"c_scl_frozen_better_teacher": "ablation-probe-longer-pretrainin
 LABELS = {"a_supervised": "(a) supervised", "b_consistency": "(b) + consistency",
           "c_scl": "(c) + structured consistency (SCL)", "d_scl_no_ema": "(d) SCL without EMA",
           "c_scl_weights_div20": "probe: (c) with λ_c, λ_sc / 20 (1, 0.15)",
+          "a_supervised_lr_paper": "probe: (a) at the paper's learning rate 0.002",
+          "c_scl_lr_paper": "probe: (c) at the paper's learning rate 0.002",
           "c_scl_4_boxes": "probe: (c) with 4 CutMix boxes (2 scored by L_sc) instead of 32 (16)",
           "c_scl_frozen_better_teacher": "probe: (c) towards a frozen better teacher (student evaluated)"}
 
