@@ -115,21 +115,27 @@ def worker_flags(spec: dict, setup: dict, data_root: Path, output_dir: Path) -> 
     return [str(EMBEDDED)] + [item for pair in flags.items() for item in pair]
 
 
+def build_trainer(flags: list[str]):
+    """The recipe's model, data and `SCLTrainer` for `flags` (no training); returns (trainer, labeled count)."""
+    from sclseg import SCLImageProcessor, SCLTrainer
+    from sclseg.recipe import build_datasets, build_model, parse_arguments
+
+    model_args, data_args, args = parse_arguments(flags)
+    model = build_model(model_args)
+    train, evaluation, unlabeled, num_labeled = build_datasets(data_args, args)
+    trainer = SCLTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
+                         unlabeled_dataset=unlabeled, processing_class=SCLImageProcessor())
+    return trainer, num_labeled
+
+
 def worker(spec_json: str) -> None:
     """One training run in this process (one thread); writes the run's JSON result."""
     import torch
 
     torch.set_num_threads(1)
-    from sclseg.recipe import build_datasets, build_model, parse_arguments
-    from sclseg import SCLImageProcessor, SCLTrainer
-
     job = json.loads(spec_json)
-    model_args, data_args, args = parse_arguments(job["flags"])
     start = time.perf_counter()
-    model = build_model(model_args)
-    train, evaluation, unlabeled, num_labeled = build_datasets(data_args, args)
-    trainer = SCLTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
-                         unlabeled_dataset=unlabeled, processing_class=SCLImageProcessor())
+    trainer, num_labeled = build_trainer(job["flags"])
     if job.get("teacher_from"):
         from safetensors.torch import load_file
 

@@ -33,18 +33,13 @@ def main() -> None:
     import ablation
     from safetensors.torch import load_file
 
-    from sclseg import SCLImageProcessor, SCLTrainer
     from sclseg.losses import pixel_consistency_loss, structured_consistency_loss
-    from sclseg.recipe import build_datasets, build_model, parse_arguments
 
     spec = {"variant": "c_scl_frozen_better_teacher", "fraction": "1/4", "seed": 0}
     out = ROOT / "benchmarks" / "results" / "ablation"
     flags = ablation.worker_flags(spec, dict(ablation.FULL), ROOT / "data" / "ablation", out / "work" / "distill")
-    model_args, data_args, args = parse_arguments(flags + ["--unlabeled_batch_size", "2"])
-    student = build_model(model_args)
-    train, evaluation, unlabeled, _ = build_datasets(data_args, args)
-    trainer = SCLTrainer(model=student, args=args, train_dataset=train, eval_dataset=evaluation,
-                         unlabeled_dataset=unlabeled, processing_class=SCLImageProcessor())
+    trainer, _ = ablation.build_trainer(flags + ["--unlabeled_batch_size", "2"])
+    student, args = trainer.model, trainer.args
     teacher_dir = ablation.pretrained_dir(out.parent / "ablation-probe-longer-pretraining", "1/4")
     trainer.teacher.model.load_state_dict(load_file(teacher_dir / "model.safetensors"))
     optimizer = torch.optim.SGD(student.parameters(), lr=0.02, momentum=0.9, weight_decay=0.001)
