@@ -12,6 +12,7 @@ from sclseg.cutmix import sample_cutmix_boxes
 from sclseg.losses import (
     _sample_pair_ranks,
     pixel_consistency_loss,
+    pseudo_label_loss,
     relaxed_boundary_loss,
     structured_consistency_loss,
     structured_consistency_loss_dense,
@@ -148,23 +149,56 @@ def test_relaxed_bad_input(kwargs, labels, match):
 # ---------------------------------------------------------------------------------------------- L_c
 
 
-def test_pixel_consistency_hand_computed_sums_classes():
+def test_pixel_consistency_hand_computed_mean_and_sum():
     student = torch.tensor([0.7, 0.3]).view(1, 2, 1, 1).expand(1, 2, 2, 3)
     teacher = torch.full((1, 2, 2, 3), 0.5)
-    # 0.2² + 0.2² = 0.08 per pixel; nn.MSELoss would give 0.04.
-    assert pixel_consistency_loss(student, teacher).item() == pytest.approx(0.08, abs=1e-7)
+    # Per pixel 0.2² + 0.2² = 0.08 summed over the 2 classes (the literal eq. 4), 0.04 as their mean.
+    assert pixel_consistency_loss(student, teacher).item() == pytest.approx(0.04, abs=1e-7)
+    assert pixel_consistency_loss(student, teacher, reduction="sum").item() == pytest.approx(0.08, abs=1e-7)
+    assert pixel_consistency_loss(student, teacher, reduction="mean").item() == pytest.approx(
+        torch.nn.MSELoss()(student, teacher).item(), abs=1e-7)
 
 
-def test_pixel_consistency_zero_iff_equal_and_teacher_detached():
-    generator = torch.Generator().manual_seed(3)
-    teacher = torch.rand(2, 4, 3, 5, generator=generator).softmax(1).requires_grad_()
-    assert pixel_consistency_loss(teacher.detach(), teacher).item() == 0.0
-    student = torch.rand(2, 4, 3, 5, generator=generator).softmax(1).requires_grad_()
-    loss = pixel_consistency_loss(student, teacher)
-    expected = ((student - teacher) ** 2).sum(1).mean()
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and loss.item() > 0
+def test_pixel_consistency_three_classes_by_hand():
+    # Two pixels: (0.5, 0.3, 0.2) vs (0.2, 0.3, 0.5) → 0.09 + 0 + 0.09 = 0.18; equal vectors → 0.
+    student = torch.tensor([[0.5, 0.3, 0.2], [0.6, 0.2, 0.2]]).T.reshape(1, 3, 1, 2)
+    teacher = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]]).T.reshape(1, 3, 1, 2)
+    assert pixel_consistency_loss(student, teacher, reduction="sum").item() == pytest.approx(0.09, abs=1e-7)
+    assert pixel_consistency_loss(student, teacher, reduction="mean").item() == pytest.approx(0.03, abs=1e-7)
+    # Only the first pixel valid: its own value, not halved by the masked one.
+    valid = torch.tensor([[[True, False]]])
+    assert pixel_consistency_loss(student, teacher, reduction="sum", valid=valid).item() == pytest.approx(0.18, abs=1e-7)
+    assert pixel_consistency_loss(student, teacher, valid=valid).item() == pytest.approx(0.06, abs=1e-7)
+    # Only the second: 0; none: 0 with a zero gradient, never NaN.
+    assert pixel_consistency_loss(student, teacher, valid=~valid).item() == 0.0
+    grad_student = student.clone().requires_grad_()
+    loss = pixel_consistency_loss(grad_student, teacher, valid=torch.zeros(1, 1, 2, dtype=torch.bool))
     loss.backward()
-    assert teacher.grad is None and student.grad is not None
+    assert loss.item() == 0.0 and torch.equal(grad_student.grad, torch.zeros_like(student))
+
+
+def test_pixel_consistency_rejects_unknown_reduction_and_bad_valid_map():
+    student, teacher = torch.rand(1, 2, 2, 3), torch.rand(1, 2, 2, 3)
+    with pytest.raises(ValueError, match="reduction"):
+        pixel_consistency_loss(student, teacher, reduction="none")
+    with pytest.raises(ValueError, match="valid"):
+        pixel_consistency_loss(student, teacher, valid=torch.ones(1, 3, 2, dtype=torch.bool))
+
+
+def test_pseudo_label_loss_by_hand():
+    # Pixel 0: teacher 0.96 on class 1 (confident at 0.95) → CE of logits (0, ln 3) towards class 1 = ln(4/3).
+    # Pixel 1: teacher 0.6 (not confident) → 0, but it counts in the denominator (UniMatch's convention).
+    logits = torch.tensor([[0.0, math.log(3.0)], [2.0, 0.0]]).T.reshape(1, 2, 1, 2)
+    teacher = torch.tensor([[0.04, 0.96], [0.6, 0.4]]).T.reshape(1, 2, 1, 2)
+    expected = math.log(4.0 / 3.0) / 2
+    assert pseudo_label_loss(logits, teacher, threshold=0.95).item() == pytest.approx(expected, abs=1e-6)
+    # Threshold 0.5: pixel 1 also gets its label (class 0): CE of (2, 0) towards 0 = ln(1 + e^-2).
+    both = (math.log(4.0 / 3.0) + math.log(1.0 + math.exp(-2.0))) / 2
+    assert pseudo_label_loss(logits, teacher, threshold=0.5).item() == pytest.approx(both, abs=1e-6)
+    # Pixel 1 as padding: the mean runs over pixel 0 alone.
+    valid = torch.tensor([[[True, False]]])
+    assert pseudo_label_loss(logits, teacher, threshold=0.95, valid=valid).item() == pytest.approx(
+        math.log(4.0 / 3.0), abs=1e-6)
 
 
 def test_pixel_consistency_gradcheck():

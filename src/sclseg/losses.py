@@ -2,7 +2,8 @@
 
 - ``relaxed_boundary_loss``: the labeled loss ``L_x`` (paper eq. 2), boundary label relaxation of
   Zhu et al. 2019 with the options of NVIDIA's Cityscapes recipe (``loss.py``, ``ImgWtLossSoftNLL``).
-- ``pixel_consistency_loss``: ``L_c`` (eq. 4).
+- ``pixel_consistency_loss``: ``L_c`` (eq. 4), mean or sum over classes, optionally over valid pixels only.
+- ``pseudo_label_loss``: confident hard-label cross-entropy (FixMatch), a reference method's unlabeled term.
 - ``structured_consistency_loss``: ``L_sc`` (eqs. 7–10), pair-sampled, O(last_boxes·max_pairs·C).
 - ``structured_consistency_loss_dense``: every pair, float64; the reference the tests compare against.
 
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 __all__ = [
     "relaxed_boundary_loss",
     "pixel_consistency_loss",
+    "pseudo_label_loss",
     "structured_consistency_loss",
     "structured_consistency_loss_dense",
 ]
@@ -201,28 +203,87 @@ def _mean_over_images(pixel_loss: torch.Tensor, valid: torch.Tensor) -> torch.Te
 # --------------------------------------------------------------------------------------------------------
 
 
-def pixel_consistency_loss(student_probs: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
-    """Pixel consistency ``L_c`` (paper eq. 4): squared L2 distance of probability vectors.
+def pixel_consistency_loss(
+    student_probs: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Pixel consistency ``L_c`` (paper eq. 4): squared distance of probability vectors.
 
-    ``mean over batch and pixels of Σ_c (p_s − p_t)²`` -- summed over classes, not averaged as
-    ``nn.MSELoss`` would (that would silently divide λ_c = 20 by C = 19).
+    - ``reduction="mean"`` (default): ``(p_s − p_t)²`` averaged over classes, pixels and batch, the
+      ``nn.MSELoss`` semantics. With λ_c = 20 and C = 19 classes the effective weight on the class-sum is
+      20/19 ≈ 1: French et al.'s CutMix-Seg setting (class-sum, weight 1 on Cityscapes and VOC); Mean Teacher's
+      softmax-MSE also divides by the class count.
+    - ``reduction="sum"``: summed over classes, averaged over pixels and batch: the literal eq. 4.
 
     Args:
         student_probs: (B, C, H, W) float probabilities ``p_s(u_m)``; gradients flow into it.
         teacher_probs: (B, C, H, W) float guessed labels ``p_mt``; detached (no gradient, ever).
+        reduction: "mean" or "sum" over the class dimension (see above).
+        valid: optional (B, H, W) bool; only these pixels count (e.g. not the zero padding of a scaled-down
+            crop, on which a student would learn to copy the teacher's guess about nothing). The mean runs
+            over the valid pixels of the whole batch; no valid pixel gives 0 (with a gradient of 0).
 
     Returns:
-        Scalar, promoted float dtype (at least float32). No ignore value: every pixel counts.
+        Scalar, promoted float dtype (at least float32).
 
     Raises:
-        ValueError: shapes differ, not 4-D, or NaN/inf values.
+        ValueError: shapes differ, not 4-D, NaN/inf values, unknown ``reduction``, ``valid`` of another shape.
     """
     _check_probability_pair(student_probs, teacher_probs)
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    classes = student_probs.shape[1] if reduction == "mean" else 1
     dtype = torch.promote_types(torch.promote_types(student_probs.dtype, teacher_probs.dtype), torch.float32)
-    # Sum over everything, then divide by the pixel count = sum over classes, mean over pixels and batch.
-    # F.mse_loss's fused kernel keeps no (B, C, H, W) temporaries: peak 58 MB instead of 236 MB at 896².
-    total = F.mse_loss(student_probs.to(dtype), teacher_probs.detach().to(dtype), reduction="sum")
-    return total / (student_probs.numel() // student_probs.shape[1])
+    student, teacher = student_probs.to(dtype), teacher_probs.detach().to(dtype)
+    if valid is None:
+        # F.mse_loss's fused kernel keeps no (B, C, H, W) temporaries: peak 58 MB instead of 236 MB at 896².
+        total = F.mse_loss(student, teacher, reduction="sum")
+        return total / (student.numel() // student.shape[1]) / classes
+    valid = _check_valid_map(valid, student_probs)
+    per_pixel = (student - teacher).square().sum(dim=1)  # (B, H, W)
+    return (per_pixel * valid).sum() / valid.sum().clamp_min(1) / classes
+
+
+def pseudo_label_loss(
+    student_logits: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    *,
+    threshold: float = 0.95,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy towards the teacher's hard labels where it is confident (FixMatch, Sohn et al. 2020;
+    UniMatch's core, Yang et al. 2023, threshold 0.95).
+
+    ``Σ_p [max_c p_t(p) ≥ threshold] · CE(student(p), argmax_c p_t(p)) / #valid pixels``: unconfident pixels
+    count in the denominator with loss 0, as UniMatch does, so the term grows with the teacher's confidence.
+
+    Args:
+        student_logits: (B, C, H, W) float logits of the student on ``u_m``.
+        teacher_probs: (B, C, H, W) float guessed labels ``p_mt``; detached.
+        threshold: confidence in [0, 1] a pixel's largest teacher probability must reach.
+        valid: optional (B, H, W) bool map of the pixels that count (not padding).
+
+    Returns:
+        Scalar float (at least float32); 0 when no pixel is valid.
+    """
+    _check_probability_pair(student_logits, teacher_probs)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+    confidence, target = teacher_probs.detach().max(dim=1)
+    weight = (confidence >= threshold).to(torch.promote_types(student_logits.dtype, torch.float32))
+    valid = torch.ones_like(target, dtype=torch.bool) if valid is None else _check_valid_map(valid, student_logits)
+    per_pixel = F.cross_entropy(student_logits.to(weight.dtype), target, reduction="none")
+    return (per_pixel * weight * valid).sum() / valid.sum().clamp_min(1)
+
+
+def _check_valid_map(valid: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    expected = like.shape[:1] + like.shape[2:]
+    if valid.shape != expected:
+        raise ValueError(f"valid must have shape (B, H, W) = {tuple(expected)}, got {tuple(valid.shape)}")
+    return valid.to(torch.bool)
 
 
 def _check_probability_pair(student_probs: torch.Tensor, teacher_probs: torch.Tensor) -> None:
