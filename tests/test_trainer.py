@@ -333,3 +333,90 @@ def test_mixed_batch_is_the_cutmix_of_the_views_and_of_the_teacher_predictions(t
     torch.testing.assert_close(mixed["u_m"], u_a * (1 - mask) + u_b * mask)
     torch.testing.assert_close(mixed["p_mt"], p_a * (1 - mask) + p_b * mask, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(p_a, p_b, atol=1e-3)  # the two views' targets differ, so a swap would show
+
+
+class PaddedUnlabeled(Unlabeled):
+    """Unlabeled pairs whose view a has padding in its right half and view b in its bottom rows."""
+
+    def __iter__(self):
+        for pair in super().__iter__():
+            valid_a = torch.ones(H, W, dtype=torch.bool)
+            valid_a[:, W // 2:] = False
+            valid_b = torch.ones(H, W, dtype=torch.bool)
+            valid_b[H - 8:] = False
+            yield {**pair, "valid_a": valid_a, "valid_b": valid_b}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_unlabeled_losses_skip_padding_and_use_the_chosen_reduction(tmp_path, reduction):
+    """valid(u_m) = valid_b inside the boxes, valid_a outside; L_c is the mean over those pixels only, and L_sc
+    never pairs a padding pixel (recomputed here from the trainer's generator state)."""
+    from sclseg.losses import pixel_consistency_loss, structured_consistency_loss
+
+    trainer = SCLTrainer(model=tiny_model(), args=make_args(tmp_path, consistency_reduction=reduction),
+                         train_dataset=Labeled(), unlabeled_dataset=PaddedUnlabeled())
+    mixed = trainer._mixed_batch()
+    pair = next(iter(PaddedUnlabeled()))
+    inside = mixed["u_m"].new_zeros(1, H, W, dtype=torch.bool) | (mixed["owner"] >= 0)
+    expected_valid = torch.where(inside, pair["valid_b"][None], pair["valid_a"][None])
+    assert torch.equal(mixed["valid"], expected_valid) and 0 < int(expected_valid.sum()) < H * W
+    probs = torch.rand(1, 19, H, W, generator=torch.Generator().manual_seed(0)).softmax(1)
+    generator = torch.Generator()
+    generator.set_state(trainer.generator.get_state())
+    total = trainer._unlabeled_terms(probs.log(), mixed)
+    per_pixel = (probs - mixed["p_mt"]).square().sum(1)
+    l_c = per_pixel[expected_valid].mean() / (19 if reduction == "mean" else 1)
+    assert float(pixel_consistency_loss(probs, mixed["p_mt"], reduction=reduction, valid=expected_valid)) == \
+        pytest.approx(float(l_c), rel=1e-5)
+    l_sc = structured_consistency_loss(probs, mixed["p_mt"], mixed["owner"].masked_fill(~expected_valid, -1),
+                                       num_boxes=32, max_pairs=64, generator=generator)
+    assert float(total) == pytest.approx(float(20 * l_c + 3 * l_sc), rel=1e-5)
+    unmasked = pixel_consistency_loss(probs, mixed["p_mt"], reduction=reduction)
+    assert float(unmasked) != pytest.approx(float(l_c), rel=1e-2)  # the padding would have changed L_c
+
+
+def test_consistency_confidence_scales_by_the_confident_share(tmp_path):
+    trainer = SCLTrainer(model=tiny_model(), args=make_args(tmp_path, structured_consistency_weight=0,
+                                                             consistency_confidence_threshold=0.97),
+                         train_dataset=Labeled(), unlabeled_dataset=Unlabeled())
+    mixed = trainer._mixed_batch()
+    p_mt = torch.full((1, 19, H, W), 0.02 / 18)
+    p_mt[:, 0] = 0.98  # confident ...
+    p_mt[:, :, :, : W // 4] = 1 / 19  # ... except in the left quarter
+    mixed = {**mixed, "p_mt": p_mt}
+    probs = torch.full((1, 19, H, W), 1 / 19)
+    total = trainer._unlabeled_terms(probs.log(), mixed)
+    expected = 20 * float(pixel_consistency_loss_of(probs, p_mt)) * 0.75
+    assert float(total) == pytest.approx(expected, rel=1e-5)
+
+
+def pixel_consistency_loss_of(probs, p_mt):
+    from sclseg.losses import pixel_consistency_loss
+
+    return pixel_consistency_loss(probs, p_mt)
+
+
+def test_separate_student_forwards_give_the_same_loss_without_batch_norm_coupling(tmp_path):
+    """With `joint_student_forward=False` the labeled logits no longer depend on the mixed images (BatchNorm in
+    train mode normalises each forward on its own batch)."""
+    model = tiny_model(dropout=False)
+    args = make_args(tmp_path, joint_student_forward=False, unlabeled_batch_size=2)
+    trainer = SCLTrainer(model=model, args=args, train_dataset=Labeled(), unlabeled_dataset=Unlabeled())
+    batch = torch.stack([Labeled()[i]["pixel_values"] for i in range(2)])
+    model.train()
+    mixed = trainer._mixed_batch()
+    alone = model(pixel_values=batch).logits
+    sup, student = trainer._student_logits(model, batch, (H, W), mixed)
+    torch.testing.assert_close(sup, alone)
+    joint, _ = SCLTrainer._student_logits(_with(trainer, joint_student_forward=True), model, batch, (H, W), mixed)
+    assert not torch.allclose(joint, alone, atol=1e-4) and student.shape == (2, 19, H, W)
+
+
+def _with(trainer, **changes):
+    import copy
+
+    clone = copy.copy(trainer)
+    clone.args = copy.copy(trainer.args)
+    for key, value in changes.items():
+        setattr(clone.args, key, value)
+    return clone

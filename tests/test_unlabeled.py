@@ -15,7 +15,7 @@ from PIL import Image
 from sclseg.cli import main as cli_main
 from sclseg.data.packing import pack_image_folder
 from sclseg.data.transforms import TrainTransform
-from sclseg.data.unlabeled import UnlabeledPairStream, load_unlabeled
+from sclseg.data.unlabeled import UnlabeledPairStream, _pair_generators, load_unlabeled
 
 
 
@@ -59,6 +59,29 @@ def test_same_mode_augments_the_two_views_independently(tmp_path):
     pair = next(iter(UnlabeledPairStream.from_source(folder, TrainTransform(24), max_epochs=1)))
     assert pair["pixel_values_a"].shape == pair["pixel_values_b"].shape == (3, 24, 24)
     assert not torch.equal(pair["pixel_values_a"], pair["pixel_values_b"])
+
+
+def test_valid_maps_mark_the_crop_padding_and_leave_the_views_unchanged(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(folder / "a.png")
+    # Scale 1, crop 24x40 of a 20x30 image: the image sits inside the crop, 4 rows and 10 columns are padding.
+    transform = TrainTransform((24, 40), scale_range=(1.0, 1.0), jitter=0.0, blur_prob=0.0)
+    pair = next(iter(UnlabeledPairStream.from_source(folder, transform, max_epochs=1)))
+    for view in ("a", "b"):
+        valid = pair[f"valid_{view}"]
+        assert valid.dtype == torch.bool and valid.shape == (24, 40)
+        assert int(valid.sum()) == 20 * 30
+        rows, cols = valid.nonzero(as_tuple=True)
+        assert int(rows.max() - rows.min()) == 19 and int(cols.max() - cols.min()) == 29  # one rectangle
+        # Padding pixels are the normalised zero of the image: exactly where the map says False.
+        pixels = pair[f"pixel_values_{view}"]
+        zero = torch.tensor([-m / s for m, s in zip(transform.mean, transform.std)]).view(3, 1)
+        assert torch.allclose(pixels[:, ~valid], zero.expand(3, int((~valid).sum())), atol=1e-5)
+    # The map costs no random number: the views equal a transform called without a label.
+    gen_a, _ = _pair_generators(0, 0, 0)
+    alone, _ = transform(np.array(Image.open(folder / "a.png")), None, generator=gen_a)
+    assert torch.equal(alone, pair["pixel_values_a"])
 
 
 def test_different_mode_pairs_two_images(shards):

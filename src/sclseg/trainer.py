@@ -43,7 +43,9 @@ from .hub_sync import (
     DOWNLOAD_DIR, HUB_CHECKPOINT_DIR, HubCheckpoint, check_downloaded, download_checkpoint, one_line,
     parse_hub_checkpoint, push_failed_message, without_tokens,
 )
-from .losses import pixel_consistency_loss, relaxed_boundary_loss, structured_consistency_loss
+from .losses import (
+    pixel_consistency_loss, pseudo_label_loss, relaxed_boundary_loss, structured_consistency_loss,
+)
 from .teacher import EMATeacher
 from .training_args import SCLTrainingArguments
 
@@ -93,8 +95,8 @@ class SCLTrainer(Trainer):
         if not isinstance(args, SCLTrainingArguments):
             raise TypeError("SCLTrainer needs SCLTrainingArguments (the method's weights, EMA, CutMix settings)")
         if args.uses_unlabeled and unlabeled_dataset is None:
-            raise ValueError("consistency_weight or structured_consistency_weight > 0 needs `unlabeled_dataset`; "
-                             "set both weights to 0 for supervised-only training")
+            raise ValueError("consistency_weight, structured_consistency_weight or pseudo_label_weight > 0 needs "
+                             "`unlabeled_dataset`; set them to 0 for supervised-only training")
         model = _maybe_sync_batch_norm(model, args)
         kwargs.setdefault("data_collator", segmentation_collator)
         if "compute_metrics" not in kwargs and getattr(model, "config", None) is not None:
@@ -116,20 +118,12 @@ class SCLTrainer(Trainer):
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """L = L_x + λ_c·L_c + λ_sc·L_sc for one labeled batch and one unlabeled batch (paper eq. 1)."""
+        """L = L_x + λ_c·L_c + λ_sc·L_sc (+ λ_u·L_u) for one labeled and one unlabeled batch (paper eq. 1)."""
         args: SCLTrainingArguments = self.args
         self.trained_image_ids.extend(inputs.pop("image_id", []))
         pixel_values, labels = inputs["pixel_values"], inputs["labels"]
-        size = tuple(labels.shape[-2:])
         mixed = self._mixed_batch() if args.uses_unlabeled else None
-        if mixed is not None and tuple(mixed["u_m"].shape[-2:]) == tuple(pixel_values.shape[-2:]):
-            # One student forward over [labeled; mixed]: half the kernel launches, and BatchNorm sees ≥ 2
-            # images even at the paper's 1 + 1 per GPU (its image-pooling branch needs > 1 value per channel).
-            both = logits_at(model(pixel_values=torch.cat([pixel_values, mixed["u_m"]])), size)
-            sup_logits, student_logits = both[: len(pixel_values)], both[len(pixel_values):]
-        else:
-            sup_logits = logits_at(model(pixel_values=pixel_values), size)
-            student_logits = None if mixed is None else logits_at(model(pixel_values=mixed["u_m"]), mixed["u_m"].shape[-2:])
+        sup_logits, student_logits = self._student_logits(model, pixel_values, tuple(labels.shape[-2:]), mixed)
         supervised = self._supervised_loss(sup_logits, labels)
         tensors = [supervised] if mixed is None else [supervised, student_logits, mixed["p_mt"]]
         if not self._all_finite(tensors):
@@ -138,8 +132,21 @@ class SCLTrainer(Trainer):
         loss = supervised
         self._record("loss/supervised", supervised)
         if mixed is not None:
-            loss = loss + self._consistency_terms(student_logits.float().softmax(dim=1), mixed)
+            loss = loss + self._unlabeled_terms(student_logits.float(), mixed)
         return (loss, {"logits": sup_logits}) if return_outputs else loss
+
+    def _student_logits(self, model, pixel_values: torch.Tensor, size: tuple[int, int],
+                        mixed: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Student logits on the labeled batch (at the label size) and on the mixed batch (or None)."""
+        if mixed is None:
+            return logits_at(model(pixel_values=pixel_values), size), None
+        u_m = mixed["u_m"]
+        if self.args.joint_student_forward and tuple(u_m.shape[-2:]) == tuple(pixel_values.shape[-2:]):
+            # One forward over [labeled; mixed]: half the kernel launches, and BatchNorm sees ≥ 2 images even
+            # at the paper's 1 + 1 per GPU (its image-pooling branch needs > 1 value per channel).
+            both = logits_at(model(pixel_values=torch.cat([pixel_values, u_m])), size)
+            return both[: len(pixel_values)], both[len(pixel_values):]
+        return logits_at(model(pixel_values=pixel_values), size), logits_at(model(pixel_values=u_m), u_m.shape[-2:])
 
     def _supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         args: SCLTrainingArguments = self.args
@@ -161,40 +168,75 @@ class SCLTrainer(Trainer):
             return 1.0
         return math.exp(-5.0 * (1.0 - self.state.global_step / steps) ** 2)
 
-    def _consistency_terms(self, student_probs: torch.Tensor, mixed: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _unlabeled_terms(self, student_logits: torch.Tensor, mixed: dict[str, torch.Tensor]) -> torch.Tensor:
+        """ramp · (λ_c·L_c + λ_sc·L_sc + λ_u·L_u) on the mixed batch; padding pixels left out (`mask_padding`)."""
         args: SCLTrainingArguments = self.args
         ramp = self.consistency_ramp()
         self._record("consistency/ramp", torch.tensor(ramp))
-        terms = torch.zeros((), device=student_probs.device)
+        student_probs, p_mt = student_logits.softmax(dim=1), mixed["p_mt"]
+        valid = mixed["valid"] if args.mask_padding else None
+        terms = torch.zeros((), device=student_logits.device)
         if args.consistency_weight > 0:
-            consistency = pixel_consistency_loss(student_probs, mixed["p_mt"])
+            consistency = pixel_consistency_loss(student_probs, p_mt, reduction=args.consistency_reduction,
+                                                 valid=valid)
             self._record("loss/consistency", consistency)
-            terms = terms + ramp * args.consistency_weight * consistency
+            terms = terms + args.consistency_weight * consistency * self._confident_share(p_mt, valid)
         if args.structured_consistency_weight > 0:
+            owner = mixed["owner"] if valid is None else mixed["owner"].masked_fill(~valid, -1)
             structured = structured_consistency_loss(
-                student_probs, mixed["p_mt"], mixed["owner"], num_boxes=args.cutmix_boxes,
+                student_probs, p_mt, owner, num_boxes=args.cutmix_boxes,
                 last_boxes=args.structured_boxes, max_pairs=args.max_pairs, generator=self.generator,
             )
             self._record("loss/structured", structured)
-            terms = terms + ramp * args.structured_consistency_weight * structured
-        return terms
+            terms = terms + args.structured_consistency_weight * structured
+        if args.pseudo_label_weight > 0:
+            pseudo = pseudo_label_loss(student_logits, p_mt, threshold=args.pseudo_label_threshold, valid=valid)
+            self._record("loss/pseudo_label", pseudo)
+            terms = terms + args.pseudo_label_weight * pseudo
+        return ramp * terms
+
+    def _confident_share(self, p_mt: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor | float:
+        """French et al.'s confidence scaling of L_c: the share of (valid) pixels whose largest teacher
+        probability reaches `consistency_confidence_threshold`; 1 when the threshold is 0."""
+        threshold = self.args.consistency_confidence_threshold
+        if threshold <= 0:
+            return 1.0
+        confident = p_mt.max(dim=1).values >= threshold
+        share = confident.float().mean() if valid is None else (confident & valid).sum() / valid.sum().clamp_min(1)
+        self._record("consistency/confident_share", share)
+        return share
+
+    @torch.no_grad()
+    def guess_labels(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher's probabilities (B, C, h, w) on the two views `batch["pixel_values_a"]` and `["..._b"]`.
+
+        The one place where guessed labels come from: override it to use another teacher (a frozen model, an
+        ensemble, or, in tests, the ground truth as an oracle). `batch` holds every key the unlabeled stream
+        yields, stacked over the unlabeled batch and on the training device. Default: one forward of the EMA
+        teacher (in eval mode, never trained) over both views, softmax in float32."""
+        u_a, u_b = batch["pixel_values_a"], batch["pixel_values_b"]
+        logits = logits_at(self.teacher.model(pixel_values=torch.cat([u_a, u_b])), u_a.shape[-2:])
+        return logits.float().softmax(dim=1).chunk(2)
 
     @torch.no_grad()
     def _mixed_batch(self) -> dict[str, torch.Tensor]:
-        """u_m = CutMix(u_a, u_b) and the teacher's guessed label p_mt = CutMix(p_t(u_a), p_t(u_b))."""
-        u_a, u_b = self._next_unlabeled()
+        """u_m = CutMix(u_a, u_b), the guessed label p_mt = CutMix(p_t(u_a), p_t(u_b)) with the same mask, the
+        owner map and `valid`: the pixels of u_m that are image, not padding, in the view they come from."""
+        batch = self._next_unlabeled()
+        u_a, u_b = batch["pixel_values_a"], batch["pixel_values_b"]
         boxes = sample_cutmix_boxes(u_a.shape[0], u_a.shape[2], u_a.shape[3], num_boxes=self.args.cutmix_boxes,
                                     generator=self.generator, device=u_a.device)
-        # One teacher forward over both views, in eval mode (the teacher is never put in train mode).
-        teacher_probs = logits_at(self.teacher.model(pixel_values=torch.cat([u_a, u_b])), u_a.shape[-2:])
-        teacher_probs = teacher_probs.float().softmax(dim=1)
-        p_a, p_b = teacher_probs.chunk(2)
+        p_a, p_b = self.guess_labels(batch)
         self._record("cutmix/coverage", boxes.mask.mean())
         self._record("ema/decay", torch.tensor(self.teacher.decay))
+        union = boxes.mask[:, 0] > 0.5
+        valid = torch.where(union, batch["valid_b"], batch["valid_a"])
         return {"u_m": cutmix(u_a, u_b, boxes.mask.to(u_a.dtype)), "p_mt": cutmix(p_a, p_b, boxes.mask),
-                "owner": boxes.owner}
+                "owner": boxes.owner, "valid": valid}
 
-    def _next_unlabeled(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _next_unlabeled(self) -> dict[str, torch.Tensor]:
+        """The next `unlabeled_batch_size` pairs, stacked and on the device; `valid_a`/`valid_b` (B, h, w) bool
+        are all True when the stream gives no padding map."""
         if self._unlabeled_iter is None:
             self._unlabeled_iter = iter(self.unlabeled_dataset)
         pairs = []
@@ -203,9 +245,14 @@ class SCLTrainer(Trainer):
                 pairs.append(next(self._unlabeled_iter))
             except StopIteration:
                 raise RuntimeError("the unlabeled stream ended; make it endless (UnlabeledPairStream(max_epochs=None))") from None
-        u_a = torch.stack([p["pixel_values_a"] for p in pairs]).to(self.args.device, non_blocking=True)
-        u_b = torch.stack([p["pixel_values_b"] for p in pairs]).to(self.args.device, non_blocking=True)
-        return u_a, u_b
+        batch = {key: torch.stack([p[key] for p in pairs]).to(self.args.device, non_blocking=True)
+                 for key in pairs[0] if isinstance(pairs[0][key], torch.Tensor)}
+        for view in ("a", "b"):
+            if f"valid_{view}" not in batch:
+                pixels = batch[f"pixel_values_{view}"]
+                batch[f"valid_{view}"] = torch.ones(pixels.shape[:1] + pixels.shape[2:], dtype=torch.bool,
+                                                    device=pixels.device)
+        return batch
 
     # ------------------------------------------------------------------ non-finite steps
     def _all_finite(self, tensors: list[torch.Tensor]) -> bool:

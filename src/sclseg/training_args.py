@@ -29,6 +29,36 @@ class SCLTrainingArguments(TrainingArguments):
     structured_consistency_weight: float = field(
         default=3.0, metadata=_help("λ_sc, weight of the structured consistency L_sc (paper: 3).")
     )
+    consistency_reduction: str = field(
+        default="mean",
+        metadata=_help("How L_c reduces over classes: 'mean' (nn.MSELoss: mean over classes, pixels, batch; with "
+                       "λ_c = 20 and 19 classes ≈ weight 1 on the class-sum, French et al.'s CutMix-Seg setting) or "
+                       "'sum' (the literal eq. 4: sum over classes, mean over pixels and batch)."),
+    )
+    consistency_confidence_threshold: float = field(
+        default=0.0,
+        metadata=_help("Scale L_c by the share of unlabeled pixels whose largest teacher probability reaches this "
+                       "value (French et al.'s CutMix-Seg: 0.97); 0 = off (the paper)."),
+    )
+    pseudo_label_weight: float = field(
+        default=0.0,
+        metadata=_help("Weight of the FixMatch-style hard pseudo-label cross-entropy on the mixed image (UniMatch's "
+                       "core; 1 there); 0 = off (the paper)."),
+    )
+    pseudo_label_threshold: float = field(
+        default=0.95, metadata=_help("Teacher confidence a pixel needs to get a pseudo-label (FixMatch, UniMatch: 0.95).")
+    )
+    mask_padding: bool = field(
+        default=True,
+        metadata=_help("Leave out of L_c, L_sc and the pseudo-label loss the unlabeled pixels that are crop padding "
+                       "(a scaled-down image padded inside the crop; French et al. mask them too)."),
+    )
+    joint_student_forward: bool = field(
+        default=True,
+        metadata=_help("One student forward over [labeled; mixed] (BatchNorm statistics shared by both); False = two "
+                       "forwards, so the mixed images never shape the labeled batch's statistics (needs "
+                       "unlabeled_batch_size >= 2 in train mode: the image-pooling BatchNorm needs > 1 value)."),
+    )
     consistency_rampup_steps: int = field(
         default=0,
         metadata=_help("Ramp λ_c and λ_sc up over this many optimizer steps with exp(-5(1-t)²) (Laine & Aila 2017; "
@@ -114,6 +144,10 @@ class SCLTrainingArguments(TrainingArguments):
             (self.consistency_weight >= 0, "consistency_weight must be >= 0"),
             (self.structured_consistency_weight >= 0, "structured_consistency_weight must be >= 0"),
             (self.consistency_rampup_steps >= 0, "consistency_rampup_steps must be >= 0"),
+            (self.consistency_reduction in ("mean", "sum"), "consistency_reduction must be 'mean' or 'sum'"),
+            (0.0 <= self.consistency_confidence_threshold <= 1.0, "consistency_confidence_threshold must lie in [0, 1]"),
+            (self.pseudo_label_weight >= 0, "pseudo_label_weight must be >= 0"),
+            (0.0 <= self.pseudo_label_threshold <= 1.0, "pseudo_label_threshold must lie in [0, 1]"),
             (self.cutmix_boxes >= 1, "cutmix_boxes must be >= 1"),
             (1 <= self.structured_boxes <= self.cutmix_boxes, "structured_boxes must lie in [1, cutmix_boxes]"),
             (self.max_pairs is None or self.max_pairs >= 1, "max_pairs must be >= 1 or None"),
@@ -136,5 +170,5 @@ class SCLTrainingArguments(TrainingArguments):
 
     @property
     def uses_unlabeled(self) -> bool:
-        """Whether the consistency terms (and so CutMix, the teacher forward and the unlabeled stream) run."""
-        return self.consistency_weight > 0 or self.structured_consistency_weight > 0
+        """Whether an unlabeled term (and so CutMix, the teacher forward and the unlabeled stream) run."""
+        return self.consistency_weight > 0 or self.structured_consistency_weight > 0 or self.pseudo_label_weight > 0

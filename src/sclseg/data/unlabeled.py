@@ -6,7 +6,8 @@ Sources (`load_unlabeled`): a local image folder (the `imagefolder` builder; e.g
 (`Image(decode=False)`) and decoded here, so a corrupt, truncated or non-image file is skipped, counted in
 `skipped` and warned about once, instead of raising inside `datasets`.
 
-`UnlabeledPairStream` yields `{"pixel_values_a", "pixel_values_b"}`, each (3, h, w) float32:
+`UnlabeledPairStream` yields `{"pixel_values_a", "pixel_values_b"}`, each (3, h, w) float32, and
+`{"valid_a", "valid_b"}`, (h, w) bool maps that are False on crop padding (the unlabeled losses skip it):
 - `pair_mode="same"` (default): two independent augmentations of one image — the paper: "we generate u_a and
   u_b by applying random augmentation" to one unlabeled image per GPU;
 - `pair_mode="different"`: two consecutive (shuffled) images, each augmented once, as French et al. (2019).
@@ -218,10 +219,23 @@ class UnlabeledPairStream(torch.utils.data.IterableDataset):
                 continue
             first, waiting = (image if waiting is None else waiting), None
             gen_a, gen_b = _pair_generators(self.seed, self.rank, pairs)
-            pixels_a, _ = self.transform(first, None, generator=gen_a)
-            pixels_b, _ = self.transform(image, None, generator=gen_b)
+            pixels_a, valid_a = self._augment(first, gen_a)
+            pixels_b, valid_b = self._augment(image, gen_b)
             pairs += 1
-            yield {"pixel_values_a": pixels_a, "pixel_values_b": pixels_b}, {**after, "pairs": pairs}
+            yield ({"pixel_values_a": pixels_a, "pixel_values_b": pixels_b, "valid_a": valid_a, "valid_b": valid_b},
+                   {**after, "pairs": pairs})
+
+    def _augment(self, image: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One augmented view (3, h, w) and its (h, w) bool map of image pixels (False = crop padding).
+
+        The map is the transform's label output for an all-zero label: a geometric transform pads labels with
+        its ignore value where it pads the image, and draws no random number for the label, so the view's pixels
+        are the same as without it."""
+        ignore = getattr(self.transform, "ignore_index", 255)
+        pixels, label = self.transform(image, np.zeros(image.shape[:2], dtype=np.uint8), generator=generator)
+        if label is None:
+            return pixels, torch.ones(pixels.shape[-2:], dtype=torch.bool)
+        return pixels, label != ignore
 
     def _produce(self, state: dict[str, Any], skipped: int) -> Iterator[tuple[dict, dict[str, Any], int]]:
         """Every pair from `state` on, with the stream state and the skip count after it."""
