@@ -1,97 +1,185 @@
-"""Tables and plots of `benchmarks/ablation.py`'s runs: results.json, results.md and PNGs in the results folder."""
+"""Tables and plots of `benchmarks/ablation.py`'s runs: results.json, results.md and PNGs in the results folder.
+
+Two mIoU figures per run: over all 19 classes (what `sclseg evaluate` prints) and over the benchmark's *scored*
+classes, those that supervised training with every label learns at 128x256 (IoU >= `LEARNABLE_IOU` for (a) at
+1/1, averaged over seeds). The rule reads the supervised curve only, never a semi-supervised run.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import defaultdict
 from fractions import Fraction
 from pathlib import Path
 
-TERMS = ("loss/supervised", "loss/consistency", "loss/structured")
+TERMS = ("loss/supervised", "loss/consistency", "loss/structured", "loss/pseudo_label")
+LEARNABLE_IOU = 0.10
+PREFIX = "eval_iou_"
 
 
-def _miou(run: dict) -> float:
-    return 100 * run["metrics"]["eval_mean_iou"]
+def scored_classes(runs: list[dict]) -> list[str]:
+    """Classes with mean IoU >= LEARNABLE_IOU for supervised training on every label (fraction 1/1)."""
+    full = [r for r in runs if r["variant"] == "a_supervised" and r["fraction"] == "1/1"]
+    if not full:
+        return []
+    names = [k[len(PREFIX):] for k in full[0]["metrics"] if k.startswith(PREFIX)]
+    return [n for n in names if statistics.fmean(_iou(r, n) for r in full) >= LEARNABLE_IOU]
+
+
+def _iou(run: dict, name: str) -> float:
+    value = run["metrics"].get(PREFIX + name)
+    return 0.0 if value is None or value != value else value
+
+
+def miou(run: dict, classes: list[str] | None) -> float:
+    """mIoU in %, over `classes` (absent or NaN IoU counts 0) or, for None, the trainer's 19-class figure."""
+    if not classes:
+        return 100 * run["metrics"]["eval_mean_iou"]
+    return 100 * statistics.fmean(_iou(run, n) for n in classes)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else float("nan")
 
 
-def summarise(runs: list[dict]) -> dict[str, dict[str, dict]]:
-    """{fraction: {variant: {mean, std, seeds, values, wall_s}}} over seeds."""
+def summarise(runs: list[dict], classes: list[str]) -> dict[str, dict[str, dict]]:
+    """{fraction: {variant: {mean, std, values, mean19, std19, per_class, num_labeled, wall_s}}} over seeds."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for run in runs:
         groups[(run["fraction"], run["variant"])].append(run)
     table: dict[str, dict[str, dict]] = defaultdict(dict)
     for (fraction, variant), members in sorted(groups.items()):
-        values = [_miou(r) for r in sorted(members, key=lambda r: r["seed"])]
+        members = sorted(members, key=lambda r: r["seed"])
+        values = [miou(r, classes) for r in members]
         mean, std = _mean_std(values)
-        table[fraction][variant] = {"mean": mean, "std": std, "values": values, "num_labeled": members[0]["num_labeled"],
-                                    "seeds": sorted(r["seed"] for r in members),
-                                    "wall_s": statistics.median(r["wall_s"] for r in members)}
+        mean19, std19 = _mean_std([miou(r, None) for r in members])
+        names = [k[len(PREFIX):] for k in members[0]["metrics"] if k.startswith(PREFIX)]
+        table[fraction][variant] = {
+            "mean": mean, "std": std, "values": values, "mean19": mean19, "std19": std19,
+            "per_class": {n: 100 * statistics.fmean(_iou(r, n) for r in members) for n in names},
+            "num_labeled": members[0]["num_labeled"], "seeds": [r["seed"] for r in members],
+            "wall_s": statistics.median(r["wall_s"] for r in members)}
     return dict(table)
 
 
-def _pm(entry: dict) -> str:
-    std = "" if entry["std"] != entry["std"] else f" ± {entry['std']:.2f}"
-    return f"{entry['mean']:.2f}{std}"
+def _pm(mean: float, std: float) -> str:
+    return f"{mean:.2f}" if std != std else f"{mean:.2f} ± {std:.2f}"
+
+
+def curve_table(summary: dict) -> str:
+    rows = ["| labeled fraction | labeled images | (a) supervised, scored classes | all 19 classes |",
+            "|---|---|---|---|"]
+    for fraction in sorted(summary, key=Fraction):
+        entry = summary[fraction].get("a_supervised")
+        if entry is not None:
+            rows.append(f"| {fraction} | {entry['num_labeled']} | {_pm(entry['mean'], entry['std'])} | "
+                        f"{_pm(entry['mean19'], entry['std19'])} |")
+    return "\n".join(rows)
+
+
+def design_checks(summary: dict, low: str) -> str:
+    """The two conditions the benchmark had to meet on the supervised curve alone."""
+    full, few = summary.get("1/1", {}).get("a_supervised"), summary.get(low, {}).get("a_supervised")
+    if full is None or few is None:
+        return "(the supervised curve is incomplete)"
+    gap = full["mean"] - few["mean"]
+    return (f"- all labels − {low}: {gap:+.2f} points (required: ≥ 15) — {'met' if gap >= 15 else 'NOT met'}\n"
+            f"- {low} supervised model: {few['mean']:.2f} (required: ≥ 25 as a teacher) — "
+            f"{'met' if few['mean'] >= 25 else 'NOT met'}")
 
 
 def ablation_table(summary: dict, fraction: str, labels: dict[str, str]) -> str:
-    rows = ["| variant | val mIoU (%) mean ± std | per seed | median wall time per run (s) |", "|---|---|---|---|"]
+    """Every variant at `fraction` against (a): difference and how many pooled standard deviations it is."""
+    base = summary.get(fraction, {}).get("a_supervised")
+    rows = ["| variant | scored mIoU (%) | per seed | − (a) | in pooled std | all 19 classes | wall time (s) |",
+            "|---|---|---|---|---|---|---|"]
     for variant, label in labels.items():
         entry = summary.get(fraction, {}).get(variant)
-        if entry is not None:
-            seeds = ", ".join(f"{v:.2f}" for v in entry["values"])
-            rows.append(f"| {label} | {_pm(entry)} | {seeds} | {entry['wall_s']:.0f} |")
+        if entry is None:
+            continue
+        seeds = ", ".join(f"{v:.2f}" for v in entry["values"])
+        diff = sigmas = ""
+        if base is not None and variant != "a_supervised":
+            delta = entry["mean"] - base["mean"]
+            pooled = math.sqrt((entry["std"] ** 2 + base["std"] ** 2) / 2) if entry["std"] == entry["std"] else 0
+            diff, sigmas = f"{delta:+.2f}", (f"{delta / pooled:+.1f}" if pooled > 0 else "")
+        rows.append(f"| {label} | {_pm(entry['mean'], entry['std'])} | {seeds} | {diff} | {sigmas} | "
+                    f"{_pm(entry['mean19'], entry['std19'])} | {entry['wall_s']:.0f} |")
     return "\n".join(rows)
 
 
-def sweep_table(summary: dict) -> str:
-    rows = ["| labeled fraction | labeled images | (a) supervised | (c) SCL | (c) − (a) |", "|---|---|---|---|---|"]
+def sweep_table(summary: dict, labels: dict[str, str], sweep: tuple[str, ...]) -> str:
+    present = [v for v in sweep if any(v in summary[f] for f in summary)]
+    rows = ["| labeled fraction | images | " + " | ".join(labels[v] for v in present) + " |",
+            "|---|---|" + "---|" * len(present)]
     for fraction in sorted(summary, key=Fraction):
-        a, c = summary[fraction].get("a_supervised"), summary[fraction].get("c_scl")
-        if a is not None and c is not None:
-            rows.append(f"| {fraction} | {a['num_labeled']} | {_pm(a)} | {_pm(c)} | {c['mean'] - a['mean']:+.2f} |")
+        if fraction == "1/1":
+            continue
+        cells = [_pm(summary[fraction][v]["mean"], summary[fraction][v]["std"]) if v in summary[fraction] else "—"
+                 for v in present]
+        labeled = next(iter(summary[fraction].values()))["num_labeled"]
+        rows.append(f"| {fraction} | {labeled} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-def _total_minutes(runs: list[dict], out: Path) -> float:
-    pretrain = [json.loads(p.read_text())["wall_s"] for p in out.glob("runs/pretrain_*.json")]
-    return (sum(r["wall_s"] for r in runs) + sum(pretrain)) / 60
+def per_class_table(summary: dict, fraction: str, labels: dict[str, str]) -> str:
+    at = summary.get(fraction, {})
+    entries = {v: at[v] for v in labels if v in at}
+    if not entries:
+        return ""
+    names = list(next(iter(entries.values()))["per_class"])
+    rows = ["| class | " + " | ".join(labels[v] for v in entries) + " |", "|---|" + "---|" * len(entries)]
+    for name in names:
+        values = [e["per_class"][name] for e in entries.values()]
+        if max(values) >= 0.5:
+            rows.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
+    return "\n".join(rows)
 
 
-def pretrain_table(out: Path) -> str:
-    rows = ["| labeled fraction | labeled images | val mIoU (%) after pretraining | wall time (s) |", "|---|---|---|---|"]
+def pretrain_table(out: Path, classes: list[str]) -> str:
+    rows = ["| labeled fraction | labeled images | scored mIoU (%) | all 19 (%) | wall time (s) |",
+            "|---|---|---|---|---|"]
     for path in sorted(out.glob("runs/pretrain_*.json")):
         run = json.loads(path.read_text())
-        rows.append(f"| {run['fraction']} | {run['num_labeled']} | {_miou(run):.2f} | {run['wall_s']:.0f} |")
+        rows.append(f"| {run['fraction']} | {run['num_labeled']} | {miou(run, classes):.2f} | "
+                    f"{miou(run, None):.2f} | {run['wall_s']:.0f} |")
     return "\n".join(rows)
 
 
-def write_report(runs: list[dict], setup: dict, out: Path, *, wall_s: float, environment: dict) -> None:
-    from ablation import LABELS
-
-    summary = summarise(runs)
+def write_report(runs: list[dict], setup: dict, out: Path, *, wall_s: float, environment: dict,
+                 labels: dict[str, str], sweep: tuple[str, ...]) -> None:
+    classes = scored_classes(runs)
+    summary = summarise(runs, classes)
     (out / "results.json").write_text(json.dumps({"setup": setup, "environment": environment, "wall_s": wall_s,
-                                                   "summary": summary}, indent=1, default=str))
-    plots = write_plots(runs, summary, out, LABELS, setup["main_fraction"])
-    lines = [f"# SCL ablation on the synthetic Cityscapes ({len(runs)} runs)", "",
+                                                   "scored_classes": classes, "summary": summary},
+                                                  indent=1, default=str))
+    main = setup["main_fraction"]
+    plots = write_plots(runs, summary, out, labels, sweep, main, classes)
+    total = sum(r["wall_s"] for r in runs) + sum(json.loads(p.read_text())["wall_s"]
+                                                 for p in out.glob("runs/pretrain_*.json"))
+    lines = [f"# Semi-supervised ablation on the synthetic Cityscapes ({len(runs)} runs)", "",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in environment.items()), "",
-             f"Setup: {json.dumps(setup)}", f"Sum of the runs' wall times (pretraining included): {_total_minutes(runs, out):.1f} min; "
-             f"this invocation: {wall_s / 60:.1f} min", "",
-             f"## Ablation at {setup['main_fraction']} labeled", "",
-             ablation_table(summary, setup["main_fraction"], LABELS), "", "## Label-fraction sweep", "",
-             sweep_table(summary), "", "## Starting points (supervised pretraining, seed 0)", "",
-             pretrain_table(out), ""] + [f"![{p.stem}]({p.name})" for p in plots]
+             f"Setup: {json.dumps(setup)}", "",
+             f"Sum of the runs' wall times (pretraining included): {total / 60:.1f} min; this invocation: "
+             f"{wall_s / 60:.1f} min", "",
+             f"Scored classes (IoU ≥ {100 * LEARNABLE_IOU:.0f}% for supervised training on all labels): "
+             f"{', '.join(classes) or '(no 1/1 run yet)'}", "",
+             "## Supervised curve (decides the design)", "", curve_table(summary), "",
+             design_checks(summary, setup["fractions"][0]), "",
+             f"## All variants at {main} labeled", "", ablation_table(summary, main, labels), "",
+             "## Label-fraction sweep (scored mIoU, %)", "", sweep_table(summary, labels, sweep), "",
+             f"## Per-class IoU at {main} (%, mean over seeds)", "", per_class_table(summary, main, labels), "",
+             "## Starting points (supervised pretraining, seed 0)", "", pretrain_table(out, classes), ""]
+    lines += [f"![{p.stem}]({p.name})" for p in plots]
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[6:]))
+    print("\n".join(lines[8:]))
 
 
-def write_plots(runs: list[dict], summary: dict, out: Path, labels: dict[str, str], fraction: str) -> list[Path]:
-    """mIoU vs labeled fraction, and per-variant training curves; nothing (with a note) without matplotlib."""
+def write_plots(runs: list[dict], summary: dict, out: Path, labels: dict[str, str], sweep: tuple[str, ...],
+                fraction: str, classes: list[str]) -> list[Path]:
+    """mIoU vs labeled images, and per-variant training curves; nothing (with a note) without matplotlib."""
     try:
         import matplotlib
 
@@ -100,24 +188,25 @@ def write_plots(runs: list[dict], summary: dict, out: Path, labels: dict[str, st
     except ImportError:
         print("matplotlib not installed (pip install 'sclseg[plots]'): no plots written")
         return []
-    return [_plot_sweep(plt, summary, out, labels), _plot_curves(plt, runs, out, labels, fraction)]
+    colours = {variant: f"C{i}" for i, variant in enumerate(labels)}
+    return [_plot_sweep(plt, summary, out, labels, sweep, colours),
+            _plot_curves(plt, runs, out, labels, fraction, colours, classes)]
 
 
-def _plot_sweep(plt, summary: dict, out: Path, labels: dict[str, str]) -> Path:
+def _plot_sweep(plt, summary: dict, out: Path, labels: dict, sweep: tuple, colours: dict) -> Path:
     fractions = sorted(summary, key=Fraction)
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    colours = {variant: f"C{i}" for i, variant in enumerate(labels)}  # the colours of the training curves
-    for variant in ("a_supervised", "c_scl"):
-        points = [(summary[f][variant]["num_labeled"], summary[f][variant]) for f in fractions if variant in summary[f]]
-        xs = [p[0] for p in points]
-        ax.errorbar(xs, [p[1]["mean"] for p in points], yerr=[0 if p[1]["std"] != p[1]["std"] else p[1]["std"]
-                                                               for p in points], marker="o", capsize=3,
-                    label=labels[variant], color=colours[variant])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for variant in sweep:
+        points = [summary[f][variant] for f in fractions if variant in summary[f]]
+        if points:
+            ax.errorbar([p["num_labeled"] for p in points], [p["mean"] for p in points],
+                        yerr=[0 if p["std"] != p["std"] else p["std"] for p in points], marker="o", capsize=3,
+                        label=labels[variant], color=colours[variant])
     ax.set_xscale("log", base=2)
     ax.set_xlabel("labeled synthetic images")
-    ax.set_ylabel("val mIoU (%)")
+    ax.set_ylabel("val mIoU, scored classes (%)")
     ax.set_title("mIoU vs labeled images (mean ± std over seeds)")
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     path = out / "miou_vs_labeled.png"
     fig.savefig(path, dpi=120)
@@ -125,17 +214,12 @@ def _plot_sweep(plt, summary: dict, out: Path, labels: dict[str, str]) -> Path:
     return path
 
 
-def _plot_curves(plt, runs: list[dict], out: Path, labels: dict[str, str], fraction: str) -> Path:
-    """The first seed at the ablation's fraction: each loss term, and the validation mIoU, against the step
-    (the four variants; probes are in the tables only)."""
-    from ablation import VARIANTS
-
-    at_fraction = [r for r in runs if r["fraction"] == fraction and r["variant"] in VARIANTS]
+def _plot_curves(plt, runs: list[dict], out: Path, labels: dict, fraction: str, colours: dict,
+                 classes: list[str]) -> Path:
+    """The first seed at the ablation's fraction: each loss term and the validation mIoU against the step."""
+    at_fraction = [r for r in runs if r["fraction"] == fraction and r["variant"] in labels]
     main = [r for r in at_fraction if r["seed"] == min(x["seed"] for x in at_fraction)]
-    fig, axes = plt.subplots(1, len(TERMS) + 1, figsize=(16, 3.6))
-    start = out / "runs" / f"pretrain_f{fraction.replace('/', 'of')}.json"
-    start_miou = _miou(json.loads(start.read_text())) if start.exists() else None
-    colours = {variant: f"C{i}" for i, variant in enumerate(labels)}  # one colour per variant in every panel
+    fig, axes = plt.subplots(1, len(TERMS) + 1, figsize=(18, 3.6))
     for run in main:
         history, style = run["log_history"], {"color": colours[run["variant"]], "label": labels[run["variant"]]}
         for ax, term in zip(axes, TERMS):
@@ -143,14 +227,12 @@ def _plot_curves(plt, runs: list[dict], out: Path, labels: dict[str, str], fract
             if points:
                 ax.plot(*zip(*points), **style)
             ax.set_title(term)
-        points = [(h["step"], 100 * h["eval_mean_iou"]) for h in history if "eval_mean_iou" in h]
-        if start_miou is not None:  # step 0 is the supervised model every variant starts from
-            points = [(0, start_miou)] + points
+        points = [(h["step"], miou({"metrics": h}, classes)) for h in history if "eval_mean_iou" in h]
         axes[-1].plot(*zip(*points), marker="o", **style)
-    axes[-1].set_title("val mIoU (%)")
+    axes[-1].set_title("val mIoU, scored classes (%)")
     for ax in axes:
         ax.set_xlabel("step")
-    axes[-1].legend(fontsize=7)
+    axes[-1].legend(fontsize=6)
     fig.tight_layout()
     path = out / "training_curves.png"
     fig.savefig(path, dpi=110)

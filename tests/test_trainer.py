@@ -420,3 +420,27 @@ def _with(trainer, **changes):
     for key, value in changes.items():
         setattr(clone.args, key, value)
     return clone
+
+
+def test_supervised_warmup_then_teacher_restarts_from_the_student(tmp_path, monkeypatch):
+    """Steps 1–2 supervised only (no unlabeled batch drawn); after step 2 the teacher is the student exactly; from
+    step 3 on the unlabeled terms run, with the ramp-up counted from the end of the warm-up."""
+    args = make_args(tmp_path, max_steps=4, supervised_warmup_steps=2, consistency_rampup_steps=2, ema_decay=0.9)
+    trainer = SCLTrainer(model=tiny_model(), args=args, train_dataset=Labeled(), unlabeled_dataset=Unlabeled())
+    teachers = []
+
+    class TeacherAfterStep(_Snapshot):
+        def on_step_end(self, *a, **k):
+            teachers.append({n: v.clone() for n, v in trainer.teacher.model.state_dict().items()})
+            super().on_step_end(*a, **k)
+
+    students = []
+    trainer.add_callback(TeacherAfterStep(trainer, students))
+    trainer.train()
+    steps = [e for e in trainer.state.log_history if "loss" in e]
+    assert ["loss/consistency" in e for e in steps] == [False, False, True, True]
+    assert steps[2]["consistency/ramp"] == pytest.approx(math.exp(-5.0), rel=1e-4) and steps[3]["consistency/ramp"] == \
+        pytest.approx(math.exp(-5 * 0.25), rel=1e-4)
+    for name, value in students[1].items():  # after step 2: a copy, not an EMA
+        torch.testing.assert_close(teachers[1][name].float(), value)
+    assert any(not torch.allclose(teachers[0][n].float(), students[0][n]) for n in students[0])  # step 1: EMA

@@ -61,6 +61,10 @@ class DataArguments:
     synthetic: bool = field(
         default=False, metadata={"help": "Generate the embedded synthetic Cityscapes at data_root if absent."}
     )
+    synthetic_size: list[int] = field(
+        default_factory=lambda: [256, 512],
+        metadata={"help": "Height and width of the generated synthetic images (1/4 of Cityscapes per side by default)."},
+    )
     labeled_fraction: str | None = field(
         default=None, metadata={"help": "Labeled share of gtFine train, e.g. 1/8 (seeded split); the rest is unlabeled."}
     )
@@ -72,6 +76,15 @@ class DataArguments:
                           "unlabeled data (paper §4.2)."},
     )
     crop_size: int = field(default=896, metadata={"help": "Training crop (paper: 896)."})
+    scale_range: list[float] = field(
+        default_factory=lambda: [0.5, 2.0], metadata={"help": "Random scale range of the training crops (paper: 0.5 2.0)."}
+    )
+    blur_prob: float = field(
+        default=1.0,
+        metadata={"help": "Probability of the Gaussian blur, sigma in [0.15, 1.3) pixels (NVIDIA: every image). At "
+                          "1/8 of Cityscapes' resolution that sigma is 8x stronger relative to the scene; the "
+                          "synthetic benchmark turns it off."},
+    )
     eval_split: str = field(default="val", metadata={"help": "Split evaluated during and after training."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N images only."})
     num_prediction_images: int = field(default=4, metadata={"help": "Colourised predictions written at the end."})
@@ -166,7 +179,8 @@ def build_unlabeled(data_args: DataArguments, args: SCLTrainingArguments, unlabe
 
 def build_datasets(data_args: DataArguments, args: SCLTrainingArguments):
     labeled, unlabeled_train = labeled_and_unlabeled_items(data_args)
-    transform = TrainTransform(data_args.crop_size)
+    transform = TrainTransform(data_args.crop_size, scale_range=tuple(data_args.scale_range),
+                               blur_prob=data_args.blur_prob)
     extra = list_split(data_args.data_root, "train_extra") if data_args.use_coarse else []
     with args.main_process_first(desc="class centroids"):  # computed once, cached next to the data
         train = ClassUniformDataset(labeled, transform, extra_items=extra, pct=args.class_uniform_pct,
@@ -206,7 +220,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: SCLTrainingA
     _use_all_cores(args)
     if data_args.synthetic:
         with args.main_process_first(desc="synthetic data"):
-            ensure_synthetic_cityscapes(data_args.data_root)
+            ensure_synthetic_cityscapes(data_args.data_root, size=tuple(data_args.synthetic_size))
     model = build_model(model_args)
     train, evaluation, unlabeled, num_labeled = build_datasets(data_args, args)
     processor = SCLImageProcessor()
@@ -226,7 +240,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: SCLTrainingA
         net = trainer.teacher.model if args.eval_with_teacher else trainer.model
         pictures = save_predictions(net, evaluation, Path(args.output_dir) / "predictions",
                                     data_args.num_prediction_images)
-        _report(args.output_dir, metrics, card, pictures, trainer.hub_model_id)
+        _report(args.output_dir, metrics, card, pictures, trainer.hub_model_id, trainer.method_summary())
     return metrics
 
 
@@ -236,8 +250,10 @@ def _write_image_ids(trainer: SCLTrainer, output_dir: Path) -> None:
     path.write_text(json.dumps(trainer.trained_image_ids))
 
 
-def _report(output_dir: str, metrics: dict, card: Path, pictures: list[Path], repo_id: str | None) -> None:
-    print(f"\nvalidation mIoU (teacher, whole image): {metrics.get('eval_mean_iou', float('nan')):.4f}", file=sys.stderr)
+def _report(output_dir: str, metrics: dict, card: Path, pictures: list[Path], repo_id: str | None,
+            method: str) -> None:
+    print(f"\n{method}", file=sys.stderr)
+    print(f"validation mIoU (teacher, whole image): {metrics.get('eval_mean_iou', float('nan')):.4f}", file=sys.stderr)
     print(f"model + processor: {output_dir}  (load with AutoModelForSemanticSegmentation.from_pretrained)", file=sys.stderr)
     print(f"model card:        {card}", file=sys.stderr)
     if repo_id is not None:

@@ -82,7 +82,13 @@ class _EMAUpdate(TrainerCallback):
         self.trainer = trainer
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.trainer.teacher.update(self.trainer.model)
+        teacher = self.trainer.teacher
+        if state.global_step == args.supervised_warmup_steps > 0:
+            # End of the supervised warm-up: the teacher restarts as the trained student (the paper's protocol:
+            # semi-supervised training starts from a supervised model), with no EMA warm-up left to run.
+            teacher.load_state_dict({"model": self.trainer.model.state_dict(), "step": teacher.step + 1})
+        else:
+            teacher.update(self.trainer.model)
 
 
 class SCLTrainer(Trainer):
@@ -122,7 +128,7 @@ class SCLTrainer(Trainer):
         args: SCLTrainingArguments = self.args
         self.trained_image_ids.extend(inputs.pop("image_id", []))
         pixel_values, labels = inputs["pixel_values"], inputs["labels"]
-        mixed = self._mixed_batch() if args.uses_unlabeled else None
+        mixed = self._mixed_batch() if self.unlabeled_active() else None
         sup_logits, student_logits = self._student_logits(model, pixel_values, tuple(labels.shape[-2:]), mixed)
         supervised = self._supervised_loss(sup_logits, labels)
         tensors = [supervised] if mixed is None else [supervised, student_logits, mixed["p_mt"]]
@@ -162,11 +168,17 @@ class SCLTrainer(Trainer):
         )
 
     def consistency_ramp(self) -> float:
-        """exp(−5(1 − t)²) with t = step / consistency_rampup_steps (1 without ramp-up or after it)."""
+        """exp(−5(1 − t)²) with t = (step − supervised_warmup_steps) / consistency_rampup_steps (1 without
+        ramp-up or after it)."""
         steps = self.args.consistency_rampup_steps
-        if steps <= 0 or self.state.global_step >= steps:
+        done = self.state.global_step - self.args.supervised_warmup_steps
+        if steps <= 0 or done >= steps:
             return 1.0
-        return math.exp(-5.0 * (1.0 - self.state.global_step / steps) ** 2)
+        return math.exp(-5.0 * (1.0 - max(done, 0) / steps) ** 2)
+
+    def unlabeled_active(self) -> bool:
+        """Whether this step adds the unlabeled terms (an unlabeled weight > 0 and the warm-up is over)."""
+        return self.args.uses_unlabeled and self.state.global_step >= self.args.supervised_warmup_steps
 
     def _unlabeled_terms(self, student_logits: torch.Tensor, mixed: dict[str, torch.Tensor]) -> torch.Tensor:
         """ramp · (λ_c·L_c + λ_sc·L_sc + λ_u·L_u) on the mixed batch; padding pixels left out (`mask_padding`)."""
@@ -391,9 +403,24 @@ class SCLTrainer(Trainer):
                 raise ValueError(f"no complete checkpoint in {self.args.output_dir} to resume from")
         elif isinstance(resume_from_checkpoint, str) and (ref := parse_hub_checkpoint(resume_from_checkpoint)):
             resume_from_checkpoint = self._fetch_hub_checkpoint(ref)
+        if self.is_world_process_zero():
+            logger.info(self.method_summary())
         output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         self._push_unpushed_checkpoint()
         return output
+
+    def method_summary(self) -> str:
+        """One line naming the unlabeled terms of this run and their settings (the L_c reduction included)."""
+        a: SCLTrainingArguments = self.args
+        if not a.uses_unlabeled:
+            return "SCLTrainer: supervised only (no unlabeled term)"
+        parts = [f"λ_c={a.consistency_weight:g} (L_c {a.consistency_reduction} over classes"
+                 + (f", confidence {a.consistency_confidence_threshold:g})" if a.consistency_confidence_threshold
+                    else ")"),
+                 f"λ_sc={a.structured_consistency_weight:g}", f"λ_u={a.pseudo_label_weight:g}",
+                 f"boxes={a.cutmix_boxes}", f"pairs={a.unlabeled_pair_mode}", f"ema={a.ema_decay:g}",
+                 f"padding {'masked' if a.mask_padding else 'kept'}"]
+        return "SCLTrainer: " + ", ".join(parts)
 
     def _fetch_hub_checkpoint(self, ref: HubCheckpoint) -> str:
         ref = HubCheckpoint(ref.repo_id, ref.revision or self.args.hub_revision)

@@ -59,11 +59,18 @@ class SCLTrainingArguments(TrainingArguments):
                        "forwards, so the mixed images never shape the labeled batch's statistics (needs "
                        "unlabeled_batch_size >= 2 in train mode: the image-pooling BatchNorm needs > 1 value)."),
     )
+    supervised_warmup_steps: int = field(
+        default=0,
+        metadata=_help("Supervised-only optimizer steps before the unlabeled terms start; at the last of them the "
+                       "teacher becomes a copy of the student, so semi-supervised training starts from a supervised "
+                       "model as in the paper (which fine-tunes one). 0 = unlabeled terms from the first step."),
+    )
     consistency_rampup_steps: int = field(
         default=0,
         metadata=_help("Ramp λ_c and λ_sc up over this many optimizer steps with exp(-5(1-t)²) (Laine & Aila 2017; "
-                       "Tarvainen & Valpola 2017). 0 = full weight from the first step, as the paper, which starts "
-                       "from a trained network; from scratch, an untrained teacher's guesses would dominate."),
+                       "Tarvainen & Valpola 2017), counted from the end of supervised_warmup_steps. 0 = full weight "
+                       "from the first step, as the paper, which starts from a trained network; from scratch, an "
+                       "untrained teacher's guesses would dominate."),
     )
     cutmix_boxes: int = field(default=32, metadata=_help("N, CutMix boxes per unlabeled pair (paper: 32)."))
     structured_boxes: int = field(
@@ -144,6 +151,7 @@ class SCLTrainingArguments(TrainingArguments):
             (self.consistency_weight >= 0, "consistency_weight must be >= 0"),
             (self.structured_consistency_weight >= 0, "structured_consistency_weight must be >= 0"),
             (self.consistency_rampup_steps >= 0, "consistency_rampup_steps must be >= 0"),
+            (self.supervised_warmup_steps >= 0, "supervised_warmup_steps must be >= 0"),
             (self.consistency_reduction in ("mean", "sum"), "consistency_reduction must be 'mean' or 'sum'"),
             (0.0 <= self.consistency_confidence_threshold <= 1.0, "consistency_confidence_threshold must lie in [0, 1]"),
             (self.pseudo_label_weight >= 0, "pseudo_label_weight must be >= 0"),
