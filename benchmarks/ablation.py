@@ -32,7 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EMBEDDED = ROOT / "recipes" / "configs" / "embedded.yaml"
+# What every run shares besides the benchmark's flags (the first embedded default's values, which the benchmark
+# used to read from recipes/configs/embedded.yaml; spelled out so that changing the embedded default does not
+# change the benchmark).
+BASE = {"--model_preset": "wrn-small", "--per_device_train_batch_size": "4", "--ema_warmup": "true",
+        "--report_to": "none", "--supervised_warmup_steps": "0"}
 
 # Unlabeled settings shared by the semi-supervised variants: 2 pairs per step (so a batch-mean of the unlabeled
 # terms averages over more than one image), no ramp-up and no EMA warm-up: every variant starts from a trained
@@ -78,9 +82,13 @@ SWEEP = ("a_supervised", "cutmix_seg", "b_consistency", "c_scl", "d_scl_no_ema")
 # full size, so blur is off and the labeled loss is plain cross-entropy; SGD lr 0.05 for the from-scratch
 # pretraining (the paper's 0.002 fine-tunes an ImageNet/Mapillary model), 0.01 for the fine-tuning stage.
 BENCH_FLAGS = {"--blur_prob": "0", "--relaxation_window": "1", "--ema_decay": "0.99"}
-FULL = {"size": (128, 256), "train": 64, "val": 64, "extra": 512, "pretrain_steps": 1500, "steps": 300,
+FULL = {"protocol": "fine-tune", "warmup_steps": 0, "size": (128, 256), "train": 64, "val": 64, "extra": 512, "pretrain_steps": 1500, "steps": 300,
         "pretrain_lr": 0.05, "lr": 0.01, "seeds": (0, 1, 2), "crop": 128, "fractions": ("1/16", "1/8", "1/4"),
         "curve_fractions": ("1/16", "1/8", "1/4", "1/1"), "main_fraction": "1/16", "evals": 3}
+# Protocol "one-run" (`--one-run`): the same 1800-step budget from scratch, the unlabeled terms on for the second
+# half (900 steps at the schedule's upper half, instead of 300 fine-tuning steps at lr 0.01), so that the unlabeled
+# terms get as many steps as the supervised model had before them.
+ONE_RUN = {"protocol": "one-run", "warmup_steps": 900, "evals": 6, "curve_fractions": ()}
 QUICK = {**FULL, "size": (96, 192), "train": 32, "val": 16, "extra": 64, "pretrain_steps": 150, "steps": 40,
          "seeds": (0,), "crop": 96, "fractions": ("1/8", "1/4"), "curve_fractions": ("1/8", "1/4", "1/1"),
          "main_fraction": "1/8", "evals": 2}
@@ -93,8 +101,9 @@ def run_specs(setup: dict, variants: list[str], curve_only: bool = False) -> lis
              for s in setup["seeds"]]
     if curve_only:
         return specs
-    specs += [{"variant": v, "fraction": setup["main_fraction"], "seed": s} for v in variants if v != "a_supervised"
-              for s in setup["seeds"]]
+    in_curve = setup["main_fraction"] in setup["curve_fractions"]
+    specs += [{"variant": v, "fraction": setup["main_fraction"], "seed": s} for v in variants
+              if not (in_curve and v == "a_supervised") for s in setup["seeds"]]
     for fraction in setup["fractions"]:
         if fraction != setup["main_fraction"]:
             specs += [{"variant": v, "fraction": fraction, "seed": s}
@@ -117,7 +126,9 @@ def pretrained_dir(out: Path, fraction: str) -> Path:
 
 
 def worker_flags(spec: dict, setup: dict, data_root: Path, output_dir: Path) -> list[str]:
-    """The recipe's flags for one run: the embedded default, resized to the benchmark, plus the variant."""
+    """The recipe's flags for one run: BASE, the benchmark's size and schedule, and the variant."""
+    if setup["protocol"] == "one-run":
+        return one_run_flags(spec, setup, data_root, output_dir)
     pretrain = bool(spec.get("pretrain"))
     steps = setup["pretrain_steps"] if pretrain else setup["steps"]
     flags = {
@@ -133,7 +144,27 @@ def worker_flags(spec: dict, setup: dict, data_root: Path, output_dir: Path) -> 
     flags.update(SUPERVISED if pretrain else {**VARIANTS, **PROBES}[spec["variant"]])
     if not pretrain:
         flags["--model_name_or_path"] = str(pretrained_dir(output_dir.parents[1], spec["fraction"]))
-    return [str(EMBEDDED)] + [item for pair in flags.items() for item in pair]
+    return [item for pair in {**BASE, **flags}.items() for item in pair]
+
+
+def one_run_flags(spec: dict, setup: dict, data_root: Path, output_dir: Path) -> list[str]:
+    """Protocol "one-run": every variant trains from scratch for pretrain_steps + steps under one polynomial
+    schedule at the pretraining rate; the semi-supervised ones are supervised for the first `warmup_steps`, then
+    their teacher restarts as the student and the unlabeled terms switch on (`supervised_warmup_steps`)."""
+    steps = setup["pretrain_steps"] + setup["steps"]
+    flags = {
+        "--data_root": str(data_root), "--synthetic": "false", "--labeled_fraction": spec["fraction"],
+        "--output_dir": str(output_dir), "--seed": str(spec["seed"]), "--max_steps": str(steps),
+        "--crop_size": str(setup["crop"]), "--class_uniform_tile": str(setup["crop"]),
+        "--learning_rate": str(setup["pretrain_lr"]), "--logging_steps": str(max(steps // 60, 1)),
+        "--eval_strategy": "steps", "--eval_steps": str(max(steps // setup["evals"], 1)),
+        "--save_strategy": "no", "--dataloader_num_workers": "0", "--unlabeled_prefetch": "0",
+        "--disable_tqdm": "true", "--num_prediction_images": "0", **BENCH_FLAGS,
+    }
+    if spec["variant"] != "a_supervised":
+        flags["--supervised_warmup_steps"] = str(setup["warmup_steps"])
+    flags.update({**VARIANTS, **PROBES}[spec["variant"]])
+    return [item for pair in {**BASE, **flags}.items() for item in pair]
 
 
 def build_trainer(flags: list[str]):
@@ -191,6 +222,8 @@ def launch(spec: dict, setup: dict, out: Path, data_root: Path) -> dict:
 def parse_cli() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short version: 1 seed, few steps, small images")
+    parser.add_argument("--one-run", action="store_true", help="protocol 'one-run': from scratch, unlabeled terms "
+                        "on after a supervised warm-up, no shared pretraining (see ONE_RUN)")
     parser.add_argument("--curve", action="store_true", help="only the supervised curve (variant (a), all fractions)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/ablation[-quick])")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each (default 2)")
@@ -210,13 +243,16 @@ def main() -> None:
     cli = parse_cli()
     if cli.worker is not None:
         return worker(cli.worker)
-    setup = dict(QUICK if cli.quick else FULL)
+    setup = {**(QUICK if cli.quick else FULL), **(ONE_RUN if cli.one_run else {})}
+    if cli.one_run and cli.quick:
+        setup["warmup_steps"] = setup["pretrain_steps"]
     overrides = {"steps": cli.steps, "pretrain_steps": cli.pretrain_steps, "seeds": cli.seeds,
                  "fractions": cli.fractions}
     setup.update({k: v for k, v in overrides.items() if v is not None})
     if cli.fractions is not None:
         setup["main_fraction"] = cli.fractions[0]
-    out = cli.out or ROOT / "benchmarks" / "results" / ("ablation-quick" if cli.quick else "ablation")
+    name = "ablation" + ("-one-run" if cli.one_run else "") + ("-quick" if cli.quick else "")
+    out = cli.out or ROOT / "benchmarks" / "results" / name
     for sub in ("runs", "logs", "work"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -226,8 +262,10 @@ def main() -> None:
 
     results = [json.loads(path.read_text()) for path in sorted(out.glob("runs/*.json"))
                if not path.name.startswith("pretrain_")]  # every finished run in the folder, probes included
+    curve = ROOT / "benchmarks" / "results" / ("ablation-quick" if cli.quick else "ablation") / "results.json"
+    classes = json.loads(curve.read_text())["scored_classes"] if setup["protocol"] == "one-run" else None
     write_report(results, setup, out, wall_s=time.perf_counter() - started, environment=environment(),
-                 labels=LABELS, sweep=SWEEP)
+                 labels=LABELS, sweep=SWEEP, classes=classes)
     print(f"report: {out / 'results.md'}")
 
 
@@ -243,7 +281,8 @@ def collect(setup: dict, out: Path, cli: argparse.Namespace) -> None:
     print(f"data: {data_root} ({time.perf_counter() - t0:.0f} s)", flush=True)
     fractions = sorted({spec["fraction"] for spec in specs}, key=lambda f: eval(f))  # noqa: S307 - "1/16" etc.
     with ThreadPoolExecutor(max_workers=cli.jobs) as pool:
-        list(pool.map(lambda f: launch(pretrain_spec(f), setup, out, data_root), fractions))
+        if setup["protocol"] == "fine-tune":
+            list(pool.map(lambda f: launch(pretrain_spec(f), setup, out, data_root), fractions))
         list(pool.map(lambda spec: launch(spec, setup, out, data_root), specs))
 
 

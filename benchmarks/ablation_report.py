@@ -149,8 +149,9 @@ def pretrain_table(out: Path, classes: list[str]) -> str:
 
 
 def write_report(runs: list[dict], setup: dict, out: Path, *, wall_s: float, environment: dict,
-                 labels: dict[str, str], sweep: tuple[str, ...]) -> None:
-    classes = scored_classes(runs)
+                 labels: dict[str, str], sweep: tuple[str, ...], classes: list[str] | None = None) -> None:
+    """`classes`: the scored classes, when this folder has no supervised 1/1 run to take them from."""
+    classes = scored_classes(runs) if classes is None else classes
     summary = summarise(runs, classes)
     (out / "results.json").write_text(json.dumps({"setup": setup, "environment": environment, "wall_s": wall_s,
                                                    "scored_classes": classes, "summary": summary},
