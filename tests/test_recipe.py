@@ -18,7 +18,7 @@ RECIPE = REPO / "recipes" / "train_scl.py"
 TINY = ["--synthetic", "false", "--model_preset", "wrn-small", "--crop_size", "64", "--class_uniform_tile", "64",
         "--per_device_train_batch_size", "2", "--max_pairs", "256", "--report_to", "none", "--save_strategy", "no",
         "--logging_steps", "1", "--num_prediction_images", "2", "--dataloader_num_workers", "0",
-        "--unlabeled_prefetch", "0", "--disable_tqdm", "true"]
+        "--unlabeled_prefetch", "0", "--disable_tqdm", "true", "--supervised_warmup_steps", "1"]
 
 
 @pytest.fixture(scope="module")

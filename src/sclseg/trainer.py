@@ -83,7 +83,7 @@ class _EMAUpdate(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         teacher = self.trainer.teacher
-        if state.global_step == args.supervised_warmup_steps > 0:
+        if args.uses_unlabeled and state.global_step == args.supervised_warmup_steps > 0:
             # End of the supervised warm-up: the teacher restarts as the trained student (the paper's protocol:
             # semi-supervised training starts from a supervised model), with no EMA warm-up left to run.
             teacher.load_state_dict({"model": self.trainer.model.state_dict(), "step": teacher.step + 1})
