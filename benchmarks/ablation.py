@@ -180,6 +180,15 @@ def build_trainer(flags: list[str]):
     return trainer, num_labeled
 
 
+def check_unlabeled_terms_ran(uses_unlabeled: bool, log_history: list[dict], spec: dict) -> None:
+    """Raise unless a semi-supervised run logged an unlabeled loss term: a first version of this table held (c)
+    and (d) runs whose logs equalled (a)'s to every digit -- they had trained without their unlabeled terms."""
+    unlabeled = ("loss/consistency", "loss/structured", "loss/pseudo_label")
+    if uses_unlabeled and not any(key in entry for entry in log_history for key in unlabeled):
+        raise RuntimeError(f"{spec['variant']} at {spec['fraction']}, seed {spec['seed']}: no unlabeled loss term "
+                           "was logged, so the run trained as supervised-only; its result would be wrong")
+
+
 def worker(spec_json: str) -> None:
     """One training run in this process (one thread); writes the run's JSON result."""
     import torch
@@ -189,6 +198,7 @@ def worker(spec_json: str) -> None:
     start = time.perf_counter()
     trainer, num_labeled = build_trainer(job["flags"])
     trainer.train()
+    check_unlabeled_terms_ran(trainer.args.uses_unlabeled, trainer.state.log_history, job["spec"])
     metrics = trainer.evaluate()
     if job["spec"].get("pretrain"):
         trainer.save_model(job["save_to"])

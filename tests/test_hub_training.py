@@ -139,7 +139,7 @@ def test_recipe_pushes_the_teacher_and_its_card(local_hub, tmp_path):
     out = tmp_path / "out"
     argv = [sys.executable, str(RECIPE), str(REPO / "recipes/configs/embedded.yaml"), "--data_root", str(root),
             "--output_dir", str(out), "--max_steps", "2", *TINY, "--save_strategy", "steps", "--save_steps", "2",
-            "--max_eval_samples", "1", "--num_prediction_images", "1",
+            "--max_eval_samples", "1", "--num_prediction_images", "1", "--labeled_fraction", "1/2",  # 2 images
             "--push_to_hub", "true", "--hub_model_id", "test-user/recipe", "--hub_strategy", "checkpoint"]
     run = run_hub_client(argv, endpoint=local_hub.url, hf_home=tmp_path / "hf_home", cwd=tmp_path, timeout=300)
     assert run.returncode == 0, run.stderr[-4000:]
