@@ -390,6 +390,20 @@ def test_consistency_confidence_scales_by_the_confident_share(tmp_path):
     assert float(total) == pytest.approx(expected, rel=1e-5)
 
 
+def test_pseudo_label_term_logs_the_share_it_trains_on(tmp_path):
+    trainer = SCLTrainer(model=tiny_model(), args=make_args(tmp_path, consistency_weight=0,
+                                                             structured_consistency_weight=0, pseudo_label_weight=1,
+                                                             pseudo_label_threshold=0.95),
+                         train_dataset=Labeled(), unlabeled_dataset=Unlabeled())
+    mixed = trainer._mixed_batch()
+    p_mt = torch.full((1, 19, H, W), 0.04 / 18)
+    p_mt[:, 0] = 0.96  # confident ...
+    p_mt[:, :, : H // 2, : W // 2] = 1 / 19  # ... except in the top-left quarter
+    everywhere = torch.ones(1, H, W, dtype=torch.bool)
+    trainer._unlabeled_terms(torch.zeros(1, 19, H, W), {**mixed, "p_mt": p_mt, "valid": everywhere})
+    assert float(trainer._sums["pseudo_label/confident_share"]) == pytest.approx(0.75)
+
+
 def pixel_consistency_loss_of(probs, p_mt):
     from sclseg.losses import pixel_consistency_loss
 

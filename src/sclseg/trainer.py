@@ -75,6 +75,15 @@ def _atomic_write(path: str, write) -> None:
     os.replace(tmp, path)
 
 
+def _share_above(p_mt: torch.Tensor, valid: torch.Tensor | None, threshold: float) -> torch.Tensor:
+    """Share of the (valid) pixels of p_mt (B, C, H, W) whose largest probability reaches `threshold`; valid is
+    (B, H, W) bool or None (every pixel). Scalar."""
+    confident = p_mt.max(dim=1).values >= threshold
+    if valid is None:
+        return confident.float().mean()
+    return (confident & valid).sum() / valid.sum().clamp_min(1)
+
+
 class _EMAUpdate(TrainerCallback):
     """θ_t ← d·θ_t + (1 − d)·θ_s once per optimizer step (after gradient accumulation)."""
 
@@ -204,6 +213,8 @@ class SCLTrainer(Trainer):
         if args.pseudo_label_weight > 0:
             pseudo = pseudo_label_loss(student_logits, p_mt, threshold=args.pseudo_label_threshold, valid=valid)
             self._record("loss/pseudo_label", pseudo)
+            # How many pixels the hard-label term trains on: the diagnostic FixMatch's threshold needs.
+            self._record("pseudo_label/confident_share", _share_above(p_mt, valid, args.pseudo_label_threshold))
             terms = terms + args.pseudo_label_weight * pseudo
         return ramp * terms
 
@@ -213,8 +224,7 @@ class SCLTrainer(Trainer):
         threshold = self.args.consistency_confidence_threshold
         if threshold <= 0:
             return 1.0
-        confident = p_mt.max(dim=1).values >= threshold
-        share = confident.float().mean() if valid is None else (confident & valid).sum() / valid.sum().clamp_min(1)
+        share = _share_above(p_mt, valid, threshold)
         self._record("consistency/confident_share", share)
         return share
 
