@@ -1,4 +1,5 @@
-"""Class-uniform sampling: centroids, the on-disk cache, class frequencies, coarse boost, ranks and resume."""
+"""Class-uniform sampling: centroids, the on-disk cache, class frequencies, coarse boost, and items seeded by
+(seed, epoch, index) through the epoch sampler."""
 
 import os
 import warnings
@@ -14,10 +15,12 @@ from sclseg.data.cityscapes import CityscapesItem
 from sclseg.data.labels import train_ids_to_label_ids
 from sclseg.data.sampling import (
     ClassUniformDataset,
-    _item_generator,
+    EpochShuffleSampler,
+    SampleKey,
     compute_centroids,
     default_cache_path,
     image_centroids,
+    item_generator,
     load_centroids,
 )
 from sclseg.data.transforms import TrainTransform
@@ -165,42 +168,54 @@ def test_class_frequencies_are_uniform_and_coarse_boosts_rare_classes(tmp_path):
 def test_items_are_centred_crops_of_the_drawn_class(tmp_path):
     dataset = _dataset(tmp_path, pct=1.0)
     for index in range(30):
-        torch.manual_seed(index)
-        item = dataset[index % len(dataset)]
-        torch.manual_seed(index)
-        plan = dataset.plan(index % len(dataset), _item_generator(index % len(dataset)))
+        key = SampleKey(seed=0, epoch=index // len(dataset), index=index % len(dataset))
+        item = dataset[key]
+        plan = dataset.plan(key.index, item_generator(*key))
         assert item["pixel_values"].shape == (3, 24, 24) and item["labels"].dtype == torch.int64
         assert (item["labels"] == plan.class_id).any(), (index, plan)
         assert item["image_id"].startswith("train_extracity" if plan.source == "extra" else "traincity")
 
 
-def test_ranks_differ_and_items_replay_from_the_global_rng(tmp_path):
+def test_items_follow_from_seed_epoch_and_index_only(tmp_path):
     dataset = _dataset(tmp_path, epoch_size=8)
-    per_rank = []
-    for rank in range(2):
-        torch.manual_seed(0)  # Trainer seeds every rank identically
-        sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=2, rank=rank, shuffle=True, seed=0)
-        per_rank.append([dataset[i]["pixel_values"] for i in sampler])
-    assert not any(torch.equal(a, b) for a, b in zip(*per_rank))
-    torch.manual_seed(0)
-    sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=2, rank=0, shuffle=True, seed=0)
-    replay = [dataset[i]["pixel_values"] for i in sampler]
-    assert all(torch.equal(a, b) for a, b in zip(per_rank[0], replay))
+    first = dataset[SampleKey(3, 1, 5)]["pixel_values"]
+    torch.manual_seed(123)  # torch's global RNG plays no part
+    assert torch.equal(dataset[SampleKey(3, 1, 5)]["pixel_values"], first)
+    others = [dataset[key]["pixel_values"] for key in (SampleKey(4, 1, 5), SampleKey(3, 2, 5), SampleKey(3, 1, 6))]
+    assert not any(torch.equal(first, other) for other in others)
+    # A plain index uses the dataset's seed and the epoch of set_epoch.
+    dataset.seed = 3
+    dataset.set_epoch(1)
+    assert torch.equal(dataset[5]["pixel_values"], first)
+
+
+def test_epoch_sampler_is_a_seeded_permutation_per_epoch():
+    sampler = EpochShuffleSampler(10, seed=7)
+    epoch0 = list(sampler)
+    assert len(sampler) == 10 and sorted(key.index for key in epoch0) == list(range(10))
+    assert all(key.seed == 7 and key.epoch == 0 for key in epoch0)
+    assert list(EpochShuffleSampler(10, seed=7)) == epoch0
+    sampler.set_epoch(1)
+    epoch1 = list(sampler)
+    assert [k.index for k in epoch1] != [k.index for k in epoch0] and all(k.epoch == 1 for k in epoch1)
+    assert [k.index for k in EpochShuffleSampler(10, seed=8)] != [k.index for k in epoch0]
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_works_with_a_dataloader_and_replays_from_the_seed(tmp_path, num_workers):
+def test_a_dataloader_gives_the_same_batches_whatever_the_workers_and_global_rng(tmp_path, num_workers):
     dataset = _dataset(tmp_path, crop=16, epoch_size=8)
     batches = []
-    for _ in range(2):
-        torch.manual_seed(5)  # the sampler order and the workers' RNGs both derive from the global RNG
-        loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=num_workers,
-                                             sampler=torch.utils.data.RandomSampler(dataset))
+    for global_seed, workers in ((5, 0), (6, num_workers)):
+        torch.manual_seed(global_seed)  # would change the crops if items drew from the global RNG
+        sampler = EpochShuffleSampler(len(dataset), seed=0)
+        sampler.set_epoch(2)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=workers, sampler=sampler)
         batches.append(list(loader))
     assert len(batches[0]) == 4 and batches[0][0]["pixel_values"].shape == (2, 3, 16, 16)
     assert batches[0][0]["labels"].shape == (2, 16, 16) and len(batches[0][0]["image_id"]) == 2
     for first, second in zip(*batches):
         assert torch.equal(first["pixel_values"], second["pixel_values"])
+        assert torch.equal(first["labels"], second["labels"])
 
 
 def test_unlabeled_items_are_rejected(tmp_path):

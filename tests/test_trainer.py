@@ -458,3 +458,26 @@ def test_supervised_warmup_then_teacher_restarts_from_the_student(tmp_path, monk
     for name, value in students[1].items():  # after step 2: a copy, not an EMA
         torch.testing.assert_close(teachers[1][name].float(), value)
     assert any(not torch.allclose(teachers[0][n].float(), students[0][n]) for n in students[0])  # step 1: EMA
+
+
+def test_datasets_that_take_sample_keys_get_the_seeded_epoch_sampler(tmp_path):
+    from sclseg.data import EpochShuffleSampler
+
+    class Keyed(Labeled):
+        accepts_sample_keys = True
+
+        def __getitem__(self, key):
+            return super().__getitem__(key.index)
+
+    def trainer(dataset, **kw):
+        return SCLTrainer(model=tiny_model(), args=make_args(tmp_path, **kw), train_dataset=dataset,
+                          unlabeled_dataset=Unlabeled())
+
+    keyed = trainer(Keyed(), seed=3)
+    sampler = keyed._get_train_sampler()
+    assert isinstance(sampler, EpochShuffleSampler) and sampler.seed == 3 and len(sampler) == 8
+    assert trainer(Keyed(), seed=3, data_seed=11)._get_train_sampler().seed == 11
+    assert not isinstance(trainer(Labeled())._get_train_sampler(), EpochShuffleSampler)
+    # Keys reach the dataset through Trainer's own dataloader.
+    batch = next(iter(keyed.get_train_dataloader()))
+    assert batch["pixel_values"].shape == (2, 3, H, W)

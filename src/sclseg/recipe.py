@@ -16,7 +16,7 @@ import datasets
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoModelForSemanticSegmentation, HfArgumentParser
+from transformers import AutoModelForSemanticSegmentation, HfArgumentParser, enable_full_determinism, set_seed
 
 from .data import (
     ClassUniformDataset, CityscapesDataset, EvalTransform, TrainTransform, UnlabeledPairStream,
@@ -183,7 +183,7 @@ def build_datasets(data_args: DataArguments, args: SCLTrainingArguments):
                                blur_prob=data_args.blur_prob)
     extra = list_split(data_args.data_root, "train_extra") if data_args.use_coarse else []
     with args.main_process_first(desc="class centroids"):  # computed once, cached next to the data
-        train = ClassUniformDataset(labeled, transform, extra_items=extra, pct=args.class_uniform_pct,
+        train = ClassUniformDataset(labeled, transform, extra_items=extra, pct=args.class_uniform_pct, seed=args.seed,
                                     tile_size=args.class_uniform_tile)
     eval_items = list_split(data_args.data_root, data_args.eval_split)[: data_args.max_eval_samples]
     evaluation = CityscapesDataset(eval_items, EvalTransform())
@@ -216,8 +216,19 @@ def _use_all_cores(args: SCLTrainingArguments) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(args.world_size, 1)))
 
 
+def _seed_everything(args: SCLTrainingArguments) -> None:
+    """Seed before the model is built: Trainer seeds only in its own __init__, after a fresh model has drawn its
+    initial weights, so two runs of one command started from different weights (up to 1.8 apart after 6 steps).
+    `--full_determinism` also makes CUDA pick deterministic kernels (slower)."""
+    if args.full_determinism:
+        enable_full_determinism(args.seed)
+    else:
+        set_seed(args.seed)
+
+
 def run(model_args: ModelArguments, data_args: DataArguments, args: SCLTrainingArguments) -> dict[str, float]:
     _use_all_cores(args)
+    _seed_everything(args)
     if data_args.synthetic:
         with args.main_process_first(desc="synthetic data"):
             ensure_synthetic_cityscapes(data_args.data_root, size=tuple(data_args.synthetic_size))

@@ -38,6 +38,7 @@ from transformers.utils.hub import PushInProgress
 
 from .collator import segmentation_collator
 from .cutmix import cutmix, sample_cutmix_boxes
+from .data.sampling import EpochShuffleSampler
 from .evaluation.trainer_metrics import SegmentationMetrics, per_image_confusion
 from .hub_sync import (
     DOWNLOAD_DIR, HUB_CHECKPOINT_DIR, HubCheckpoint, check_downloaded, download_checkpoint, one_line,
@@ -116,6 +117,7 @@ class SCLTrainer(Trainer):
         kwargs.setdefault("data_collator", segmentation_collator)
         if "compute_metrics" not in kwargs and getattr(model, "config", None) is not None:
             kwargs["compute_metrics"] = SegmentationMetrics(model.config.num_labels, model.config.id2label)
+        self._epoch_sampler: EpochShuffleSampler | None = None  # the labeled sampler, when it is ours
         self._defer_push = False  # set while Trainer's _save_checkpoint runs: the push waits for our marker
         self._hub_pushes: dict[int, list[Future]] = {}  # checkpoint step → its upload jobs
         super().__init__(model=model, args=args, **kwargs)
@@ -130,6 +132,26 @@ class SCLTrainer(Trainer):
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
         self.trained_image_ids: list[str] = []
+
+    def _get_train_sampler(self, train_dataset=None):
+        """For a dataset that takes `SampleKey`s (`ClassUniformDataset`): an `EpochShuffleSampler` seeded by
+        `data_seed` (else `seed`), so that every sample's augmentation follows from (seed, epoch, index) alone
+        and a resumed or re-run training sees the same crops; Trainer's sampler otherwise."""
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if getattr(dataset, "accepts_sample_keys", False) and self.args.train_sampling_strategy == "random":
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            self._epoch_sampler = EpochShuffleSampler(len(dataset), seed=seed)
+            return self._epoch_sampler
+        return super()._get_train_sampler(train_dataset)
+
+    def get_resumed_dataloader(self, dataloader, num_batches: int):
+        """Trainer's (skip the batches already trained in the resumed epoch), telling our sampler the epoch:
+        accelerate's skip wrapper hides the sampler from `set_epoch` in a multi-process run (accelerate 1.16),
+        which resumed two CPU processes with epoch 0's order and crops. Mid-epoch, `state.epoch` is the epoch
+        plus a fraction below 1."""
+        if self._epoch_sampler is not None:
+            self._epoch_sampler.set_epoch(int(self.state.epoch))
+        return super().get_resumed_dataloader(dataloader, num_batches)
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -392,7 +414,9 @@ class SCLTrainer(Trainer):
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         check_checkpoint_complete(resume_from_checkpoint)
-        weights = load_file(os.path.join(resume_from_checkpoint, TEACHER_WEIGHTS), device=str(self.args.device))
+        # Read to the CPU; load_state_dict copies onto the teacher's device. (safetensors rejects "cpu:0", which
+        # is args.device of every CPU process in a multi-process run.)
+        weights = load_file(os.path.join(resume_from_checkpoint, TEACHER_WEIGHTS))
         with open(os.path.join(resume_from_checkpoint, TEACHER_STATE)) as f:
             self.teacher.load_state_dict({"model": weights, "step": json.load(f)["step"]})
         path = os.path.join(resume_from_checkpoint, RANK_STATE.format(rank=self.args.process_index))

@@ -5,7 +5,9 @@ from .cityscapes import (
 )
 from .labels import CLASS_NAMES, ID2LABEL, IGNORE_INDEX, LABEL2ID, NUM_CLASSES, PALETTE
 from .packing import PackResult, pack_image_folder
-from .sampling import COARSE_BOOST_CLASSES, ClassUniformDataset, image_centroids, load_centroids
+from .sampling import (
+    COARSE_BOOST_CLASSES, ClassUniformDataset, EpochShuffleSampler, SampleKey, image_centroids, load_centroids,
+)
 from .splits import (
     SemiSupervisedSplit, labeled_count, make_semi_supervised_split, read_id_list, select_items, write_id_list,
 )
@@ -14,7 +16,8 @@ from .transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransfo
 from .unlabeled import UnlabeledPairStream, load_unlabeled
 
 __all__ = ["CLASS_NAMES", "ID2LABEL", "IGNORE_INDEX", "LABEL2ID", "NUM_CLASSES", "PALETTE"]
-__all__ += ["PackResult", "pack_image_folder", "COARSE_BOOST_CLASSES", "ClassUniformDataset", "image_centroids",
+__all__ += ["PackResult", "pack_image_folder", "COARSE_BOOST_CLASSES", "ClassUniformDataset", "EpochShuffleSampler",
+            "SampleKey", "image_centroids",
             "load_centroids", "IMAGENET_MEAN", "IMAGENET_STD", "EvalTransform", "TrainTransform",
             "UnlabeledPairStream", "load_unlabeled"]
 __all__ += ["CityscapesDataset", "CityscapesItem", "CityscapesLayout", "find_cityscapes_root", "list_split",
