@@ -14,7 +14,7 @@ from PIL import Image
 from hub_server import FAKE_TOKEN, local_hub, python_client, run_hub_client  # noqa: F401 - fixture
 from sclseg import DeepLabV3PlusForSemanticSegmentation, SCLImageProcessor
 from sclseg.cli import main as cli_main
-from sclseg.hub import update_model_card_results
+from sclseg.model_card import update_model_card_results
 
 # Pushes, then loads in the same client process (one interpreter start-up less: they take most of the time).
 _PUSH_AND_LOAD = """

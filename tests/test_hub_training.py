@@ -15,7 +15,7 @@ from transformers.trainer_pt_utils import safe_globals
 
 from hub_server import FAKE_TOKEN, local_hub, run_hub_client  # noqa: F401 - fixture
 from sclseg import DeepLabV3PlusForSemanticSegmentation
-from sclseg.hub_sync import HubCheckpoint, parse_hub_checkpoint
+from sclseg.hub import HubCheckpoint, parse_hub_checkpoint
 from sclseg.trainer import COMPLETE_MARKER
 from tests.test_trainer import _run
 

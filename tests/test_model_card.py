@@ -6,7 +6,8 @@ import pytest
 from huggingface_hub import ModelCard
 
 from sclseg import SCLTrainingArguments
-from sclseg.hub import TEMPLATE_PATH, update_model_card_results, write_model_card
+from sclseg.recipe import DataArguments
+from sclseg.model_card import TEMPLATE_PATH, update_model_card_results, write_model_card
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINER_METRICS = {"eval_mean_iou": 0.5123, "eval_pixel_accuracy": 0.9, "eval_iou_road": 0.9,
@@ -65,9 +66,9 @@ def test_update_creates_a_card_where_there_is_none(tmp_path):
 def test_cards_never_hold_tokens(tmp_path, args, monkeypatch):
     token = "hf_cardTokenABCDEFGHIJ1234"
     monkeypatch.setenv("HF_TOKEN", token)
-    args.unlabeled_source = f"https://user:{token}@example.org/x"
+    data_args = DataArguments(unlabeled_source=f"https://user:{token}@example.org/x")
     path = write_model_card(tmp_path / "m", TRAINER_METRICS, args=args, data_root=f"/data/{token}",
-                            num_labeled=1, synthetic=True)
+                            num_labeled=1, synthetic=True, data_args=data_args)
     update_model_card_results(tmp_path / "m", {"mean_iou": 0.5}, dataset_name=token, split="val",
                               inference_mode="whole image")
     assert token not in path.read_text()

@@ -10,6 +10,7 @@ from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from sclseg import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, WideResNetConfig
 from sclseg.evaluation import confusion_matrix, scores_from_confusion
+from sclseg.recipe import DataArguments
 from sclseg.trainer import COMPLETE_MARKER, SCLTrainer, check_checkpoint_complete, last_complete_checkpoint
 from sclseg.training_args import SCLTrainingArguments
 from tests.conftest import tiny_wide_resnet_kwargs
@@ -306,7 +307,7 @@ def test_training_arguments_validation(tmp_path):
     with pytest.raises(ValueError, match="structured_boxes"):
         make_args(tmp_path, structured_boxes=33)
     with pytest.raises(ValueError, match="unlabeled_pair_mode"):
-        make_args(tmp_path, unlabeled_pair_mode="other")
+        DataArguments(unlabeled_pair_mode="other")
     args = make_args(tmp_path)
     assert (args.consistency_weight, args.structured_consistency_weight, args.cutmix_boxes, args.structured_boxes,
             args.ema_decay, args.learning_rate, args.weight_decay) == (20.0, 3.0, 32, 16, 0.999, 0.002, 0.001)
@@ -481,3 +482,22 @@ def test_datasets_that_take_sample_keys_get_the_seeded_epoch_sampler(tmp_path):
     # Keys reach the dataset through Trainer's own dataloader.
     batch = next(iter(keyed.get_train_dataloader()))
     assert batch["pixel_values"].shape == (2, 3, H, W)
+
+
+def test_the_trainer_writes_its_own_card_with_the_latest_miou(tmp_path):
+    from huggingface_hub import ModelCard
+
+    args = make_args(tmp_path, max_steps=2, consistency_weight=5.0)
+    trainer = SCLTrainer(model=tiny_model(), args=args, train_dataset=Labeled(), eval_dataset=Labeled(n=2),
+                         unlabeled_dataset=Unlabeled(), model_card_data={"data_root": "my/images"})
+    trainer.save_model()  # before any evaluation: a card without results
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert card.data.eval_results is None and "structured-consistency-loss" in card.data.tags
+    trainer.train()
+    miou = trainer.evaluate()["eval_mean_iou"]
+    trainer.save_model()
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert card.data.eval_results[0].metric_type == "mean_iou"
+    assert card.data.eval_results[0].metric_value == pytest.approx(miou, abs=5e-5)
+    assert "`consistency_weight`: 5.0" in card.text and "my/images" in card.text
+    assert "labeled images: 8; unlabeled images: not counted (streamed)" in card.text

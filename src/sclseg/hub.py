@@ -1,229 +1,356 @@
-"""Model cards with evaluation results (`model-index`), written with `huggingface_hub.ModelCardData`.
+"""Everything that talks to the Hugging Face Hub: pushing a saved model folder (`sclseg push`) or unlabeled
+Parquet shards (`sclseg pack-unlabeled --push-to-hub`), and, during training, naming, downloading and checking
+the checkpoint that `SCLTrainer` pushes to `last-checkpoint/` (`hub_strategy="checkpoint"`).
 
-Trainer's automatic card drops `mean_iou` (DESIGN §6), so sclseg writes its own from one template,
-`model_card_template.md` (linked as `model_cards/TEMPLATE.md`; shipped inside the package so an installed
-sclseg can render it): YAML metadata that the Hub and `ModelCard.load` parse (task image-segmentation, metric
-mean_iou, dataset, split, inference mode in the metric name and `args`), a per-class IoU table, the training
-recipe, intended use and limits, how to load the model, and the citation.
+Tokens come from the usual Hugging Face places (`HF_TOKEN`, `hf auth login`) and are never printed or written
+(`redaction.py`). A model is pushed as safetensors only: pickled files (`*.bin`, `*.pt`, ...; a Trainer output
+folder holds a pickled `training_args.bin`) are left out, because loading a pickle can execute code, and
+`checkpoint-*` folders are training state, not the model.
 
-Two writers: `write_model_card` at the end of training, and `update_model_card_results` (used by
-`sclseg evaluate --update-card`), which adds or replaces one evaluation and leaves the rest of the card alone:
-the results live between `<!-- sclseg:results -->` markers, one per-class block per (dataset, split, mode).
-Cards never hold tokens: every card is scrubbed of the current Hugging Face token and `hf_...` strings.
+Resume: `resume_from_checkpoint="user/run"` resumes from `last-checkpoint/` at `hub_revision` (default: the main
+branch); `"user/run@REVISION"` names a branch, tag or commit (the `repo@revision` form of `hf://` paths). A value
+that is an existing local path is always a local checkpoint.
 """
 
 from __future__ import annotations
 
-import math
+import fnmatch
+import importlib
+import json
+import logging
 import os
-import platform
 import re
+import shutil
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
 import torch
-from huggingface_hub import EvalResult, ModelCard, ModelCardData, get_token
 
-from .training_args import SCLTrainingArguments
+from huggingface_hub import DatasetCard, DatasetCardData, HfApi, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError
+from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
+from transformers.utils.hub import PushInProgress
 
-CITATION = """@article{kim2020structured,
-  title   = {Structured Consistency Loss for semi-supervised semantic segmentation},
-  author  = {Kim, Jongmok and Jang, Jooyoung and Park, Hyunwoo and Jeong, SeongAh},
-  journal = {arXiv preprint arXiv:2001.04647},
-  year    = {2020}
-}"""
-TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
+from .checkpointing import COMPLETE_MARKER, TEACHER_WEIGHTS, checkpoint_step, last_complete_checkpoint, missing_files
+from .redaction import one_line, without_tokens
 
-_METHOD_FIELDS = ("consistency_weight", "consistency_reduction", "consistency_confidence_threshold",
-                  "structured_consistency_weight", "pseudo_label_weight", "pseudo_label_threshold",
-                  "supervised_warmup_steps", "consistency_rampup_steps", "cutmix_boxes", "structured_boxes", "max_pairs", "mask_padding",
-                  "joint_student_forward", "ema_decay", "ema_warmup", "eval_with_teacher",
-                  "relaxation_window", "class_weight_bound", "strict_classes", "relaxation_off_fraction",
-                  "class_uniform_pct", "class_uniform_tile", "unlabeled_batch_size", "unlabeled_pair_mode",
-                  "learning_rate", "weight_decay", "optim", "optim_args", "lr_scheduler_type",
-                  "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "num_train_epochs",
-                  "seed")
-_TAGS = ["sclseg", "semantic-segmentation", "semi-supervised", "structured-consistency-loss", "cityscapes"]
-_RESULTS = re.compile(r"<!-- sclseg:results -->\n(.*?)\n?<!-- /sclseg:results -->", re.S)
-_IOU_BLOCK = re.compile(r"<!-- sclseg:iou (.*?) -->\n.*?<!-- /sclseg:iou -->", re.S)
-_TOKEN_LIKE = re.compile(r"hf_[A-Za-z0-9_]{8,}")
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle", "*.joblib")
+SKIPPED_FOLDERS = ("checkpoint-*", "runs", ".git", ".cache", "__pycache__")
+UNLABELED_PREFIX = "data"
+# Pushed from the output dir: never the local checkpoints (pushed on their own), scratch folders ("_*", e.g. a
+# downloaded Hub checkpoint), nor the prediction pictures (they show evaluation images, e.g. Cityscapes').
+ROOT_PUSH_IGNORE = ["_*", f"{PREFIX_CHECKPOINT_DIR}-*", "predictions/*"]
+
+logger = logging.getLogger(__name__)
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    # huggingface_hub 2.x talks through httpx2, 1.x through httpx; their connection errors derive from neither
+    # OSError nor HfHubHTTPError, and a dead network must give one line, not a traceback.
+    found = []
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).HTTPError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+# What an upload can raise for reasons outside the program: the CLIs turn these into one-line errors.
+UPLOAD_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, HfHubHTTPError, *_transport_errors())
 
 
 @dataclass
-class Evaluation:
-    """One evaluation: the scores of one model on one dataset split with one inference mode."""
+class PushResult:
+    """Where the upload went: the repo URL, the branch, the commit id, the tag (if any), the files left out."""
 
-    dataset_name: str
-    dataset_type: str
-    split: str
-    inference_mode: str
-    mean_iou: float
-    pixel_accuracy: float | None
-    per_class_iou: dict[str, float | None]
+    repo_url: str
+    revision: str
+    commit: str
+    tag: str | None
+    skipped: list[str]
 
-    @property
-    def key(self) -> str:
-        return f"{self.dataset_type} | {self.split} | {self.inference_mode}"
+    def as_dict(self) -> dict:
+        return {"repo_url": self.repo_url, "revision": self.revision, "commit": self.commit, "tag": self.tag,
+                "skipped": self.skipped}
 
 
-def _number(value) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+def _skipped(path: str) -> bool:
+    parts = path.split("/")
+    return (any(fnmatch.fnmatch(parts[-1], p) for p in PICKLE_PATTERNS)
+            or any(fnmatch.fnmatch(part, p) for part in parts[:-1] for p in SKIPPED_FOLDERS))
 
 
-def _scores(metrics: dict) -> tuple[float | None, float | None, dict[str, float | None]]:
-    """(mIoU, pixel accuracy, per-class IoU) from Trainer metrics (`eval_mean_iou`, `eval_iou_<class>`) or an
-    evaluation record (`mean_iou`, `per_class_iou: {class: iou}`), as `sclseg evaluate --json` writes it."""
-    plain = {k.removeprefix("eval_"): v for k, v in metrics.items()}
-    per_class = plain.get("per_class_iou")
-    if not isinstance(per_class, dict):
-        per_class = {k.removeprefix("iou_").replace("_", " "): v for k, v in plain.items() if k.startswith("iou_")}
-    return (_number(plain.get("mean_iou")), _number(plain.get("pixel_accuracy")),
-            {name: _number(value) for name, value in per_class.items()})
+def model_files(folder: Path) -> tuple[list[str], list[str]]:
+    """(files to push, files left out), as POSIX paths relative to `folder`."""
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return [f for f in files if not _skipped(f)], [f for f in files if _skipped(f)]
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "dataset"
+def check_model_folder(folder: Path) -> None:
+    """Raise ValueError unless `folder` holds a config that loads and safetensors weights (not pickles only)."""
+    from safetensors import safe_open
+    from transformers import AutoConfig
+
+    import sclseg  # noqa: F401 - registers the model types with AutoConfig
+
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{folder} holds no config.json: not a saved model (save_pretrained writes one)")
+    AutoConfig.from_pretrained(folder)
+    shards = sorted(folder.glob("*.safetensors"))
+    if not shards:
+        pickles = sorted(p.name for p in folder.iterdir() if _skipped(p.name))
+        hint = (f" (found {', '.join(pickles)}: pickles are never pushed; re-save with save_pretrained)"
+                if pickles else "")
+        raise ValueError(f"{folder} holds no *.safetensors weights{hint}")
+    for shard in shards:  # a truncated file fails here, before anything is uploaded
+        with safe_open(str(shard), framework="pt") as handle:
+            handle.keys()
 
 
-def _eval_results(evaluation: Evaluation) -> list[EvalResult]:
-    common = dict(task_type="image-segmentation", task_name="Semantic segmentation",
-                  dataset_type=evaluation.dataset_type, dataset_name=evaluation.dataset_name,
-                  dataset_split=evaluation.split, metric_args={"inference_mode": evaluation.inference_mode})
-    results = [EvalResult(metric_type="mean_iou", metric_value=round(evaluation.mean_iou, 4),
-                          metric_name=f"mIoU ({evaluation.inference_mode})", **common)]
-    if evaluation.pixel_accuracy is not None:
-        results.append(EvalResult(metric_type="accuracy", metric_value=round(evaluation.pixel_accuracy, 4),
-                                  metric_name=f"pixel accuracy ({evaluation.inference_mode})", **common))
-    return results
+def push_model_folder(folder: str | Path, repo_id: str, *, revision: str | None = None, private: bool = False,
+                      commit_message: str | None = None, tag: str | None = None) -> PushResult:
+    """Create the repo (if needed) and the branch `revision` (if needed), upload the model, tag the commit."""
+    folder = Path(folder)
+    check_model_folder(folder)
+    files, skipped = model_files(folder)
+    api = HfApi()
+    repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
+    branch = revision or "main"
+    if branch != "main":
+        api.create_branch(repo_id, branch=branch, exist_ok=True)
+    commit = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=branch, allow_patterns=files,
+                               commit_message=commit_message or f"Upload {folder.name} with sclseg push")
+    if tag is not None:
+        api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=commit_message)
+    return PushResult(str(repo_url), branch, commit.oid, tag, skipped)
 
 
-def _same_evaluation(result: EvalResult, evaluation: Evaluation) -> bool:
-    mode = (result.metric_args or {}).get("inference_mode")
-    return (result.dataset_type, result.dataset_split, mode) == (
-        evaluation.dataset_type, evaluation.split, evaluation.inference_mode)
+def _dataset_card(num_images: int, num_shards: int) -> str:
+    data = DatasetCardData(task_categories=["image-segmentation"], tags=["sclseg", "unlabeled", "images"],
+                           configs=[{"config_name": "default",
+                                     "data_files": [{"split": "train", "path": f"{UNLABELED_PREFIX}/train-*"}]}])
+    body = (f"# Unlabeled images for sclseg\n\n{num_images} images in {num_shards} Parquet shards written by "
+            "`sclseg pack-unlabeled` (columns `image`: the original encoded bytes, `image_id`: the path in the "
+            "source folder). Stream them as the unlabeled data of semi-supervised training with "
+            "`--unlabeled_source <this repo id>` or `sclseg.data.load_unlabeled(\"<this repo id>\")`.\n")
+    return f"---\n{data.to_yaml()}\n---\n\n{body}"
 
 
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}"
+def push_unlabeled_shards(shards: list[Path], num_images: int, repo_id: str, *, private: bool = False,
+                          revision: str | None = None, commit_message: str | None = None) -> PushResult:
+    """Upload Parquet shards to `data/` of a dataset repo in one commit, replacing older shards there."""
+    folder = shards[0].parent
+    if any(shard.parent != folder for shard in shards):
+        raise ValueError("the shards to push must lie in one folder")
+    api = HfApi()
+    repo_url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    branch = revision or "main"
+    if branch != "main":
+        api.create_branch(repo_id, branch=branch, repo_type="dataset", exist_ok=True)
+    card = DatasetCard(_dataset_card(num_images, len(shards)))
+    api.upload_file(path_or_fileobj=str(card).encode(), path_in_repo="README.md", repo_id=repo_id,
+                    repo_type="dataset", revision=branch, commit_message="Dataset card (sclseg pack-unlabeled)")
+    commit = api.upload_folder(
+        repo_id=repo_id, repo_type="dataset", folder_path=folder, path_in_repo=UNLABELED_PREFIX, revision=branch,
+        allow_patterns=[shard.name for shard in shards], delete_patterns="*.parquet",  # stale shards of a re-pack
+        commit_message=commit_message or f"Upload {num_images} unlabeled images in {len(shards)} shards")
+    return PushResult(str(repo_url), branch, commit.oid, None, [])
 
 
-def _summary_table(results: list[EvalResult]) -> str:
-    lines = ["| dataset | split | inference | metric | value (%) |", "|---|---|---|---|---|"]
-    lines += [f"| {r.dataset_name} | {r.dataset_split} | {(r.metric_args or {}).get('inference_mode', '')} | "
-              f"{r.metric_type} | {_percent(r.metric_value)} |" for r in results]
-    return "\n".join(lines) if results else "No evaluation recorded yet (`sclseg evaluate MODEL --update-card`)."
+def summary_json(result: PushResult) -> str:
+    return json.dumps(result.as_dict(), indent=2) + "\n"
 
 
-def _iou_block(evaluation: Evaluation) -> str:
-    rows = [f"| {name} | {_percent(value)} |" for name, value in evaluation.per_class_iou.items()]
-    return "\n".join([f"<!-- sclseg:iou {evaluation.key} -->",
-                      f"Per-class IoU on {evaluation.dataset_name} {evaluation.split} ({evaluation.inference_mode}):",
-                      "", "| class | IoU (%) |", "|---|---|", *rows, "<!-- /sclseg:iou -->"])
+# ----------------------------------------------------------------------------------------------------
+# The checkpoint SCLTrainer pushes, and resuming from it.
+
+HUB_CHECKPOINT_DIR = "last-checkpoint"
+# The download goes under the output dir in a folder Trainer's pushes skip (their ignore pattern "_*"), so a
+# resumed run never uploads the old checkpoint back over the new one.
+DOWNLOAD_DIR = "_hub_resume"
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # namespace/name: a bare name is too easily a local path
 
 
-def _results_text(results: list[EvalResult], iou_blocks: list[str]) -> str:
-    return "\n\n".join([_summary_table(results), *iou_blocks])
+@dataclass(frozen=True)
+class HubCheckpoint:
+    repo_id: str
+    revision: str | None
+
+    def __str__(self) -> str:
+        return self.repo_id if self.revision is None else f"{self.repo_id}@{self.revision}"
 
 
-def _redact(text: str) -> str:
-    """Remove the current token and anything shaped like one (a card is public; a path may carry a token)."""
-    for token in {get_token(), os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")} - {None, ""}:
-        text = text.replace(token, "<redacted>")
-    return _TOKEN_LIKE.sub("hf_<redacted>", text)
+def parse_hub_checkpoint(value: str) -> HubCheckpoint | None:
+    """`"user/run"` or `"user/run@revision"` → `HubCheckpoint`; None for an existing path or anything else."""
+    if os.path.exists(value):
+        return None
+    repo_id, at, revision = value.partition("@")
+    if not _REPO_ID.match(repo_id) or (at and not revision):
+        return None
+    return HubCheckpoint(repo_id, revision or None)
 
 
-def _hardware(args: SCLTrainingArguments | None) -> str:
-    processes = args.world_size if args is not None else 1
-    if torch.cuda.is_available():
-        device = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    else:
-        device = f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
-    return f"{device}, {processes} process(es)"
+def download_checkpoint(ref: HubCheckpoint, output_dir: str, *, token: str | None) -> str:
+    """Fetch `last-checkpoint/` of `ref` into `output_dir/_hub_resume/` and return that folder once it is
+    complete (its completion marker and every file the marker lists are there)."""
+    local_dir = os.path.join(output_dir, DOWNLOAD_DIR)
+    try:
+        snapshot_download(ref.repo_id, revision=ref.revision, allow_patterns=f"{HUB_CHECKPOINT_DIR}/*",
+                          local_dir=local_dir, token=token)
+    except Exception as error:
+        raise ValueError(f"resume_from_checkpoint={ref}: not a local folder, and its {HUB_CHECKPOINT_DIR}/ could "
+                         f"not be downloaded from the Hub ({one_line(error)})") from error
+    folder = os.path.join(local_dir, HUB_CHECKPOINT_DIR)
+    check_downloaded(folder, ref)
+    return folder
 
 
-def _planned_steps(args: SCLTrainingArguments) -> str:
-    return str(args.max_steps) if args.max_steps > 0 else f"{args.num_train_epochs:g} epochs"
+def check_downloaded(folder: str, ref: HubCheckpoint) -> None:
+    """Raise unless `folder` holds a checkpoint pushed whole: a push interrupted before its commit leaves the
+    repo's previous checkpoint, but a repo pushed without `hub_strategy="checkpoint"` has none at all."""
+    missing = missing_files(folder)
+    if missing is None:
+        raise ValueError(f"{ref} has no complete {HUB_CHECKPOINT_DIR}/ (no {COMPLETE_MARKER}); push checkpoints "
+                         "with --hub_strategy checkpoint")
+    if missing:
+        raise ValueError(f"{ref}: {HUB_CHECKPOINT_DIR}/ lacks {missing}, which its {COMPLETE_MARKER} lists")
 
 
-def _recipe(args: SCLTrainingArguments) -> str:
-    values = {name: getattr(args, name) for name in _METHOD_FIELDS if hasattr(args, name)}
-    # Enum-valued arguments (optim, lr_scheduler_type) print as what one passes on the command line.
-    return "\n".join(f"- `{name}`: {(v.value if isinstance(v, Enum) else v)!r}" for name, v in values.items())
+def push_failed_message(repo_id: str, what: str, error: BaseException, token: str | None) -> str:
+    return (f"push to the Hub repo {repo_id} failed ({what}): {one_line(error, (token,))}; training goes on, "
+            "the local checkpoints are kept and the next save pushes again")
 
 
-def _render(data: ModelCardData, **fields: object) -> ModelCard:
-    """The card from the template; every template field gets a value (missing ones render empty)."""
-    defaults = dict(model_name=data.model_name, repo_id=data.model_name, weights_note="", results="", recipe="",
-                    data_description="", num_labeled="", num_unlabeled="", hardware="", steps="",
-                    citation=CITATION)
-    card = ModelCard.from_template(data, template_path=str(TEMPLATE_PATH), **{**defaults, **fields})
-    return ModelCard(_redact(str(card)))
+# ----------------------------------------------------------------------------------------------------------
+# Pushing during training.
 
 
-def _card_data(model_name: str, results: list[EvalResult], datasets: list[str]) -> ModelCardData:
-    return ModelCardData(model_name=model_name, library_name="transformers", pipeline_tag="image-segmentation",
-                         license="apache-2.0", tags=list(_TAGS), eval_results=results or None,
-                         datasets=datasets or None)
+class HubPushMixin:
+    """`SCLTrainer`'s Hub behaviour on top of Trainer's: the repo's model is the EMA teacher (the exported
+    model) at every push; with `hub_strategy="checkpoint"` its `last-checkpoint/` is a whole checkpoint, pushed
+    after its completion marker; a push that fails logs one warning and is retried at the next save; creating
+    the repo at start-up fails fast. Expects the host to be a `Trainer` with `teacher`, `_export(folder)` and
+    `_defer_push` (set while Trainer's own `_save_checkpoint` runs, whose push would precede the marker)."""
+
+    def _fetch_hub_checkpoint(self, ref: HubCheckpoint) -> str:
+        ref = HubCheckpoint(ref.repo_id, ref.revision or self.args.hub_revision)
+        # One download per machine; the other local processes read the same folder once it is there.
+        with self.args.main_process_first(local=True, desc="download the Hub checkpoint"):
+            if self.args.local_process_index == 0:
+                return download_checkpoint(ref, self.args.output_dir, token=self.args.hub_token)
+            folder = os.path.join(self.args.output_dir, DOWNLOAD_DIR, HUB_CHECKPOINT_DIR)
+            check_downloaded(folder, ref)
+            return folder
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """Trainer's, failing fast with one clear line: at start-up nothing is lost by stopping, and a wrong
+        repo id, token or network is better found before hours of training than at the first save."""
+        try:
+            super().init_hf_repo(token=token, private=private)
+        except Exception as error:
+            repo = self.args.hub_model_id or Path(self.args.output_dir).absolute().name
+            raise RuntimeError(f"push_to_hub: could not create or reach the Hub repo {repo} "
+                               f"({one_line(error, (token, self.args.hub_token))}); check the network, the token's "
+                               "write access and --hub_model_id, or train without --push_to_hub") from None
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Trainer's push of a checkpoint, with the repo's model being the checkpoint's teacher, and deferred
+        until the completion marker exists. Skipped while an earlier push still runs (unless `hub_always_push`);
+        a skipped or failed newest checkpoint is pushed again at the end of `train`."""
+        if self._defer_push or not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        busy = self.push_in_progress is not None and not self.push_in_progress.is_done()
+        if busy and not self.args.hub_always_push:
+            return
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        self._stage_root_model(checkpoint_folder)
+        step = checkpoint_step(checkpoint_folder)
+        message = f"Training in progress, step {step}"
+        jobs = [self._upload(self.args.output_dir, None, message)]
+        if self.args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            path = HUB_CHECKPOINT_DIR if self.args.hub_strategy == HubStrategy.CHECKPOINT else Path(checkpoint_folder).name
+            jobs.append(self._upload(checkpoint_folder, path, f"{message}, checkpoint"))
+        self._hub_pushes[step] = jobs
+        if busy:
+            self.push_in_progress.jobs.extend(jobs)
+        else:
+            self.push_in_progress = PushInProgress(jobs)
+
+    def _stage_root_model(self, checkpoint_folder: str) -> None:
+        """Copy the model users load (teacher, or student with `eval_with_teacher=False`), its config, the
+        processor and the token-free arguments from the checkpoint to the output dir, whose root is pushed."""
+        out = self.args.output_dir
+        model_file = TEACHER_WEIGHTS if self.args.eval_with_teacher else "model.safetensors"
+        shutil.copy(os.path.join(checkpoint_folder, model_file), os.path.join(out, "model.safetensors"))
+        shutil.copy(os.path.join(checkpoint_folder, "config.json"), os.path.join(out, "config.json"))
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(out)
+        torch.save(without_tokens(self.args), os.path.join(out, TRAINING_ARGS_NAME))
+        self.create_model_card()
+
+    def _upload(self, folder: str, path_in_repo: str | None, message: str, *, blocking: bool = False,
+                token: str | None = None, revision: str | None = None):
+        """One `upload_folder` commit of `folder` (the output dir's root when `path_in_repo` is None); in the
+        background unless `blocking`, logging one warning if it fails."""
+        job = HfApi().upload_folder(
+            repo_id=self.hub_model_id, folder_path=folder, path_in_repo=path_in_repo, commit_message=message,
+            token=token or self.args.hub_token, revision=revision or self.args.hub_revision,
+            ignore_patterns=ROOT_PUSH_IGNORE if path_in_repo is None else None, run_as_future=not blocking,
+        )
+        if isinstance(job, Future):
+            job.add_done_callback(lambda done: self._log_if_failed(done, message))
+        return job
+
+    def _log_if_failed(self, job: Future, what: str) -> None:
+        if not job.cancelled() and job.exception() is not None:
+            logger.warning(push_failed_message(self.hub_model_id, what, job.exception(), self.args.hub_token))
+
+    def _warn_on_failure(self, what: str, push: Callable[[], Any]) -> None:
+        try:
+            push()
+        except Exception as error:
+            logger.warning(push_failed_message(self.hub_model_id, what, error, self.args.hub_token))
+
+    def _push_unpushed_checkpoint(self) -> None:
+        """At the end of `train`: if the newest checkpoint's push was skipped (an earlier one still running) or
+        failed, push it once more, so that the Hub's `last-checkpoint/` is the last one saved."""
+        if not self.args.push_to_hub or not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        self._finish_current_push()
+        folder = last_complete_checkpoint(self._get_output_dir(trial=None))
+        if folder is None:
+            return
+        step = checkpoint_step(folder)
+        jobs = self._hub_pushes.get(step, [])
+        if jobs and all(not job.cancelled() and job.exception() is None for job in jobs):
+            return
+        self._push_from_checkpoint(folder)
+        self._finish_current_push()
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs):
+        """Upload the output dir's root: the exported model (teacher, unless `eval_with_teacher=False`),
+        processor and sclseg's model card (rewritten with the latest mIoU). Raises if the upload fails
+        (automatic pushes only warn)."""
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        self._export(self.args.output_dir)
+        if not self.is_world_process_zero():
+            return None
+        self.create_model_card(**kwargs)
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        self._finish_current_push()
+        return self._upload(self.args.output_dir, None, commit_message or "End of training", blocking=blocking,
+                            token=token, revision=revision)
 
 
-def write_model_card(output_dir: Path, metrics: dict[str, float], *, args: SCLTrainingArguments, data_root: str,
-                     num_labeled: int, synthetic: bool, num_unlabeled: int | None = None, steps: int | None = None,
-                     repo_id: str | None = None, split: str = "validation",
-                     inference_mode: str = "whole image") -> Path:
-    """Write `output_dir/README.md` with the validation mIoU in `model-index`; returns its path.
-
-    `repo_id` names the model in the loading examples (default: `args.hub_model_id`, else the folder name);
-    `steps` is the number of optimisation steps done (default: `args.max_steps`, or the epochs)."""
-    output_dir = Path(output_dir)
-    name = repo_id or getattr(args, "hub_model_id", None) or output_dir.name
-    dataset = "sclseg synthetic Cityscapes" if synthetic else "Cityscapes"
-    mean_iou, pixel_accuracy, per_class = _scores(metrics)
-    evaluation = None if mean_iou is None else Evaluation(
-        dataset, "synthetic-cityscapes" if synthetic else "cityscapes", split, inference_mode, mean_iou,
-        pixel_accuracy, per_class)
-    results = _eval_results(evaluation) if evaluation else []
-    unlabeled = "not counted (streamed)" if num_unlabeled is None else str(num_unlabeled)
-    if getattr(args, "unlabeled_source", None):
-        unlabeled += f", from `{args.unlabeled_source}`"
-    card = _render(
-        _card_data(name, results, ["cityscapes"] if not synthetic else []), repo_id=name,
-        weights_note="These weights are the EMA teacher." if getattr(args, "eval_with_teacher", True) else "",
-        results=_results_text(results, [_iou_block(evaluation)] if evaluation else []), recipe=_recipe(args),
-        data_description=f"{dataset} (`{data_root}`)", num_labeled=num_labeled, num_unlabeled=unlabeled,
-        hardware=_hardware(args), steps=steps if steps is not None else _planned_steps(args))
-    path = output_dir / "README.md"
-    output_dir.mkdir(parents=True, exist_ok=True)
-    card.save(path)
-    return path
-
-
-def update_model_card_results(model_dir: str | Path, metrics: dict, *, dataset_name: str, split: str,
-                              inference_mode: str) -> Path:
-    """Add (or replace) one evaluation in `model_dir/README.md`: `model-index` and the results section.
-
-    `metrics` is a Trainer metrics dict or an evaluation record (`mean_iou`, `pixel_accuracy`, `per_class_iou`).
-    Results of other datasets, splits or inference modes stay; the text outside the sclseg markers is kept.
-    A folder without a card gets a new one (no training recipe). Returns the card's path."""
-    model_dir = Path(model_dir)
-    mean_iou, pixel_accuracy, per_class = _scores(metrics)
-    if mean_iou is None:
-        raise ValueError("metrics hold no mean IoU (`mean_iou` or `eval_mean_iou`)")
-    evaluation = Evaluation(dataset_name, _slug(dataset_name), split, inference_mode, mean_iou, pixel_accuracy,
-                            per_class)
-    path = model_dir / "README.md"
-    card = ModelCard.load(path) if path.exists() else _render(_card_data(model_dir.name, [], []))
-    kept = [r for r in (card.data.eval_results or []) if not _same_evaluation(r, evaluation)]
-    results = _eval_results(evaluation) + kept  # newest first: eval_results[0] is this mIoU
-    blocks = {match[1]: match[0] for match in _IOU_BLOCK.finditer(card.text)}
-    blocks.pop(evaluation.key, None)
-    section = _results_text(results, [_iou_block(evaluation), *blocks.values()])
-    if _RESULTS.search(card.text):
-        text = _RESULTS.sub(lambda _: f"<!-- sclseg:results -->\n{section}\n<!-- /sclseg:results -->", card.text)
-    else:  # a hand-written card: append the section
-        text = f"{card.text.rstrip()}\n\n## Results\n\n<!-- sclseg:results -->\n{section}\n<!-- /sclseg:results -->\n"
-    card.data.model_name = card.data.model_name or model_dir.name
-    card.data.eval_results = results
-    card = ModelCard(_redact(f"---\n{card.data.to_yaml()}\n---\n{text}"))
-    card.save(path)
-    return path
+__all__ = ["DOWNLOAD_DIR", "HUB_CHECKPOINT_DIR", "UPLOAD_ERRORS", "HubCheckpoint", "HubPushMixin", "PushResult", "check_downloaded",
+           "download_checkpoint", "parse_hub_checkpoint", "push_failed_message", "push_model_folder",
+           "push_unlabeled_shards", "summary_json"]

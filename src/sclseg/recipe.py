@@ -24,7 +24,6 @@ from .data import (
     select_items,
 )
 from .data.labels import colorize
-from .hub import write_model_card
 from .models import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, SCLImageProcessor, WideResNetConfig
 from .trainer import SCLTrainer
 from .training_args import SCLTrainingArguments
@@ -85,9 +84,43 @@ class DataArguments:
                           "1/8 of Cityscapes' resolution that sigma is 8x stronger relative to the scene; the "
                           "synthetic benchmark turns it off."},
     )
+    class_uniform_pct: float = field(
+        default=0.5,
+        metadata={"help": "Share of labeled crops centred on a uniformly chosen class (Zhu et al. 2019: 0.5); 0 = "
+                          "random crops."},
+    )
+    class_uniform_tile: int = field(
+        default=1024, metadata={"help": "Tile size of the per-class centroids (Zhu et al. 2019: 1024)."}
+    )
+    unlabeled_source: str | None = field(
+        default=None,
+        metadata={"help": "Unlabeled images: a folder, Parquet/WebDataset shards or a Hub dataset id; None = "
+                          "train_extra plus the unlabeled part of gtFine train."},
+    )
+    unlabeled_pair_mode: str = field(
+        default="same",
+        metadata={"help": "'same': u_a, u_b = two augmentations of one image (the paper); 'different': two images "
+                          "(French et al. 2020)."},
+    )
+    unlabeled_shuffle_buffer: int = field(
+        default=64, metadata={"help": "Examples per shuffled block of the unlabeled stream."}
+    )
+    unlabeled_prefetch: int = field(
+        default=2, metadata={"help": "Unlabeled pairs decoded and augmented ahead in a background thread (0 = inline)."}
+    )
     eval_split: str = field(default="val", metadata={"help": "Split evaluated during and after training."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N images only."})
     num_prediction_images: int = field(default=4, metadata={"help": "Colourised predictions written at the end."})
+
+    def __post_init__(self) -> None:
+        checks = [(0.0 <= self.class_uniform_pct <= 1.0, "class_uniform_pct must lie in [0, 1]"),
+                  (self.class_uniform_tile >= 1, "class_uniform_tile must be >= 1"),
+                  (self.unlabeled_pair_mode in ("same", "different"), "unlabeled_pair_mode must be 'same' or 'different'"),
+                  (self.unlabeled_shuffle_buffer >= 1, "unlabeled_shuffle_buffer must be >= 1"),
+                  (self.unlabeled_prefetch >= 0, "unlabeled_prefetch must be >= 0")]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"DataArguments: {message}")
 
 
 def parse_arguments(argv: list[str], default_config: Path | None = None):
@@ -162,8 +195,8 @@ def labeled_and_unlabeled_items(data_args: DataArguments):
 def build_unlabeled(data_args: DataArguments, args: SCLTrainingArguments, unlabeled_train, transform):
     """The unlabeled pair stream of this process: `--unlabeled_source`, else train_extra images plus the
     unlabeled part of gtFine train."""
-    if args.unlabeled_source is not None:
-        dataset = load_unlabeled(args.unlabeled_source)
+    if data_args.unlabeled_source is not None:
+        dataset = load_unlabeled(data_args.unlabeled_source)
     else:
         extra = list_split(data_args.data_root, "train_extra", labels=False) if data_args.use_coarse else []
         paths = [str(item.image_path) for item in list(unlabeled_train) + list(extra)]
@@ -172,9 +205,9 @@ def build_unlabeled(data_args: DataArguments, args: SCLTrainingArguments, unlabe
         table = datasets.Dataset.from_dict({"image": paths}).cast_column("image", datasets.Image(decode=False))
         # Several shards per process so that split_dataset_by_node hands out whole shards (no file read twice).
         dataset = table.to_iterable_dataset(num_shards=min(len(paths), 4 * max(args.world_size, 1)))
-    return UnlabeledPairStream(dataset, transform, pair_mode=args.unlabeled_pair_mode, seed=args.seed,
-                               shuffle_buffer=args.unlabeled_shuffle_buffer, rank=args.process_index,
-                               world_size=args.world_size, prefetch=args.unlabeled_prefetch)
+    return UnlabeledPairStream(dataset, transform, pair_mode=data_args.unlabeled_pair_mode, seed=args.seed,
+                               shuffle_buffer=data_args.unlabeled_shuffle_buffer, rank=args.process_index,
+                               world_size=args.world_size, prefetch=data_args.unlabeled_prefetch)
 
 
 def build_datasets(data_args: DataArguments, args: SCLTrainingArguments):
@@ -183,8 +216,8 @@ def build_datasets(data_args: DataArguments, args: SCLTrainingArguments):
                                blur_prob=data_args.blur_prob)
     extra = list_split(data_args.data_root, "train_extra") if data_args.use_coarse else []
     with args.main_process_first(desc="class centroids"):  # computed once, cached next to the data
-        train = ClassUniformDataset(labeled, transform, extra_items=extra, pct=args.class_uniform_pct, seed=args.seed,
-                                    tile_size=args.class_uniform_tile)
+        train = ClassUniformDataset(labeled, transform, extra_items=extra, pct=data_args.class_uniform_pct,
+                                    tile_size=data_args.class_uniform_tile, seed=args.seed)
     eval_items = list_split(data_args.data_root, data_args.eval_split)[: data_args.max_eval_samples]
     evaluation = CityscapesDataset(eval_items, EvalTransform())
     unlabeled = build_unlabeled(data_args, args, unlabeled_train, transform) if args.uses_unlabeled else None
@@ -235,23 +268,20 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: SCLTrainingA
     model = build_model(model_args)
     train, evaluation, unlabeled, num_labeled = build_datasets(data_args, args)
     processor = SCLImageProcessor()
+    card = {"data_root": data_args.data_root, "synthetic": data_args.synthetic, "num_labeled": num_labeled,
+            "data_args": data_args}
     trainer = SCLTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
-                         unlabeled_dataset=unlabeled, processing_class=processor)
+                         unlabeled_dataset=unlabeled, processing_class=processor, model_card_data=card)
     # A path, or a Hub repo "user/run[@revision]" whose last-checkpoint/ is downloaded (SCLTrainer.train).
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     metrics = trainer.evaluate()
-    card = None
-    if args.should_save:  # before the export: with --push_to_hub, save_model pushes the card with the teacher
-        card = write_model_card(Path(args.output_dir), metrics, args=args, data_root=data_args.data_root,
-                                num_labeled=num_labeled, synthetic=data_args.synthetic,
-                                steps=trainer.state.global_step)
-    trainer.save_model(args.output_dir)
+    trainer.save_model(args.output_dir)  # the teacher and its card (with this mIoU); pushed with --push_to_hub
     _write_image_ids(trainer, Path(args.output_dir))
     if args.should_save:
         net = trainer.teacher.model if args.eval_with_teacher else trainer.model
         pictures = save_predictions(net, evaluation, Path(args.output_dir) / "predictions",
                                     data_args.num_prediction_images)
-        _report(args.output_dir, metrics, card, pictures, trainer.hub_model_id, trainer.method_summary())
+        _report(args.output_dir, metrics, Path(args.output_dir) / "README.md", pictures, trainer.hub_model_id, trainer.method_summary())
     return metrics
 
 

@@ -98,26 +98,8 @@ class SCLTrainingArguments(TrainingArguments):
         metadata=_help("Switch relaxation off (window 1, boundary pixels weight 2) after this fraction of the "
                        "optimizer steps; NVIDIA: 100/175 epochs ≈ 0.571. None = never."),
     )
-    # --- labeled sampling (Zhu et al. 2019) ---
-    class_uniform_pct: float = field(
-        default=0.5, metadata=_help("Share of labeled crops centred on a uniformly chosen class (Zhu et al.: 0.5); 0 = random crops.")
-    )
-    class_uniform_tile: int = field(default=1024, metadata=_help("Tile size of the per-class centroids (Zhu et al.: 1024)."))
-    # --- unlabeled data ---
-    unlabeled_source: str | None = field(
-        default=None,
-        metadata=_help("Unlabeled images: a folder, Parquet/WebDataset shards or a Hub dataset id; None = the recipe's "
-                       "default (Cityscapes train_extra, or the synthetic set's)."),
-    )
+    # --- unlabeled batches (what the stream holds is the recipe's DataArguments) ---
     unlabeled_batch_size: int = field(default=1, metadata=_help("Unlabeled pairs per device per step (paper: 1)."))
-    unlabeled_pair_mode: str = field(
-        default="same",
-        metadata=_help("'same': u_a, u_b = two augmentations of one image (paper); 'different': two images (French et al.)."),
-    )
-    unlabeled_shuffle_buffer: int = field(default=64, metadata=_help("Examples per shuffled block of the unlabeled stream."))
-    unlabeled_prefetch: int = field(
-        default=2, metadata=_help("Unlabeled pairs decoded and augmented ahead in a background thread (0 = inline).")
-    )
     max_nonfinite_steps: int = field(
         default=5, metadata=_help("Stop with an error after this many consecutive steps whose loss is NaN/inf.")
     )
@@ -164,12 +146,7 @@ class SCLTrainingArguments(TrainingArguments):
             (self.class_weight_bound >= 0, "class_weight_bound must be >= 0"),
             (self.relaxation_off_fraction is None or 0.0 <= self.relaxation_off_fraction <= 1.0,
              "relaxation_off_fraction must lie in [0, 1] or be None"),
-            (0.0 <= self.class_uniform_pct <= 1.0, "class_uniform_pct must lie in [0, 1]"),
-            (self.class_uniform_tile >= 1, "class_uniform_tile must be >= 1"),
             (self.unlabeled_batch_size >= 1, "unlabeled_batch_size must be >= 1"),
-            (self.unlabeled_pair_mode in ("same", "different"), "unlabeled_pair_mode must be 'same' or 'different'"),
-            (self.unlabeled_shuffle_buffer >= 1, "unlabeled_shuffle_buffer must be >= 1"),
-            (self.unlabeled_prefetch >= 0, "unlabeled_prefetch must be >= 0"),
             (self.max_nonfinite_steps >= 1, "max_nonfinite_steps must be >= 1"),
         ]
         for ok, message in checks:

@@ -110,10 +110,8 @@ def _card_labels(record: dict, data_root: Path) -> tuple[str, str]:
 
 
 def _update_card(folder: Path, record: dict, args: argparse.Namespace) -> None:
-    try:
-        from sclseg.hub import update_model_card_results
-    except ImportError as error:
-        raise SystemExit(f"error: --update-card needs sclseg.hub.update_model_card_results ({error})") from None
+    from sclseg.model_card import update_model_card_results
+
     dataset, mode = _card_labels(record, Path(args.data_root))
     path = update_model_card_results(folder, record, dataset_name=dataset, split=args.split, inference_mode=mode)
     print(f"updated the model card {path} ({dataset} {args.split}, {mode})")

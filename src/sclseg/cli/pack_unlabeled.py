@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _push(result, args: argparse.Namespace) -> dict:
-    from sclseg.hub_upload import UPLOAD_ERRORS, push_unlabeled_shards
+    from sclseg.hub import UPLOAD_ERRORS, push_unlabeled_shards
 
     try:
         pushed = push_unlabeled_shards(result.shards, result.images, args.push_to_hub, private=args.private,

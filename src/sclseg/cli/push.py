@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sclseg.hub_upload import UPLOAD_ERRORS, push_model_folder, summary_json
+    from sclseg.hub import UPLOAD_ERRORS, push_model_folder, summary_json
 
     try:
         result = push_model_folder(args.model_dir, args.repo_id, revision=args.revision, private=args.private,
