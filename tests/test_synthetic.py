@@ -15,7 +15,7 @@ from sclseg.data.synthetic import (
     is_synthetic_complete,
     make_synthetic_cityscapes,
 )
-from sclseg.data.synthetic_coarse import coarsen_labels
+from sclseg.data.synthetic.coarse import coarsen_labels
 
 SMALL = {"size": (64, 128), "train": 12, "val": 3, "extra": 4, "test": 2}
 
@@ -127,7 +127,7 @@ def test_cli(tmp_path, capsys):
 
 @pytest.mark.parametrize("radius", [1, 3])
 def test_dilation_matches_brute_force(radius):
-    from sclseg.data.synthetic_coarse import _dilate
+    from sclseg.data.synthetic.coarse import _dilate
 
     mask = np.random.default_rng(radius).random((23, 31)) < 0.03
     expected = np.zeros_like(mask)

@@ -42,6 +42,9 @@ LABEL_NAMES: tuple[str, ...] = (
     "person", "rider", "car", "truck", "bus", "caravan", "trailer", "train", "motorcycle", "bicycle",
 )
 
+# The label id of each name of LABEL_NAMES, for code that writes labelIds by name (the synthetic scenes).
+NAME_TO_LABEL_ID: dict[str, int] = {name: label_id for label_id, name in enumerate(LABEL_NAMES)}
+
 NUM_CLASSES = len(_TRAIN_CLASSES)
 CLASS_NAMES: tuple[str, ...] = tuple(name for _, name, _ in _TRAIN_CLASSES)
 TRAIN_ID_TO_LABEL_ID: tuple[int, ...] = tuple(label_id for label_id, _, _ in _TRAIN_CLASSES)

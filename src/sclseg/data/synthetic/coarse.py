@@ -1,8 +1,8 @@
 """Coarse labels from fine ones, imitating Cityscapes gtCoarse.
 
 Real gtCoarse annotators drew rough polygons inside objects within a short time budget: boundaries are left
-unlabeled (0), and many small or distant objects are not labeled at all. Here: a band of random width around
-every boundary becomes 0, the kept area is cut to blocks (polygon-like staircase outlines), and a random
+unlabeled, and many small or distant objects are not labeled at all. Here: a band of random width around
+every boundary becomes unlabeled, the kept area is cut to blocks (polygon-like staircase outlines), and a random
 30 % of the object instances is dropped.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-UNLABELED = 0
+from .label_ids import UNLABELED
 
 
 def _boundaries(label: np.ndarray) -> np.ndarray:
@@ -54,7 +54,7 @@ def _blocks(keep: np.ndarray, cell: int) -> np.ndarray:
 
 
 def coarsen_labels(label_ids: np.ndarray, instance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(H, W) uint8 labelIds -> coarse labelIds: boundaries, blocky margins and dropped instances set to 0.
+    """(H, W) uint8 labelIds -> coarse labelIds: boundaries, blocky margins and dropped instances unlabeled.
 
     `instance` is (H, W) int with 0 for stuff; the margin is 0.6-2 % of the image height (2-5 px at 256) and
     blocks 0.8-2.5 % (2-6 px), which leaves roughly 40 % of the pixels unlabeled.

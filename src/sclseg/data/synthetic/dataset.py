@@ -1,6 +1,6 @@
-"""The embedded default data set: synthetic street scenes written in the exact Cityscapes layout.
+"""The embedded default data set: synthetic street scenes written to folders in the exact Cityscapes layout.
 
-No data set can be downloaded where this project is built and Cityscapes needs a login (DESIGN §3), so the
+No data set can be downloaded where this project is built and Cityscapes needs a login, so the
 package renders its own: `leftImg8bit/{train,val,test,train_extra}`, `gtFine/{train,val}` labelIds (+ colour)
 and `gtCoarse/train_extra` coarse labelIds, with the official label ids, so the same loaders, evaluation and
 cards run on it. It is for smoke runs, CI and the small ablation benchmark, never a stand-in for Cityscapes
@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .labels import colorize, label_ids_to_train_ids
-from .synthetic_coarse import coarsen_labels
-from .synthetic_plan import RARE_LABEL_IDS
-from .synthetic_scene import render_scene
+from ..labels import colorize, label_ids_to_train_ids
+from .coarse import coarsen_labels
+from .plan import RARE_LABEL_IDS
+from .scene import render_scene
 
 # Bump when the renderer changes, so `ensure_synthetic_cityscapes` regenerates old sets.
 SYNTHETIC_VERSION = 1

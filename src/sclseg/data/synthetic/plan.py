@@ -10,26 +10,22 @@ drawn far to near (painter's algorithm).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .synthetic_objects import (
-    BICYCLE, BUS, CAR, FENCE, LIGHT, MOTORCYCLE, RIDER, TRAIN, TRUCK, WALL,
-    draw_barrier, draw_bike, draw_person, draw_pole, draw_rails, draw_static, draw_tree, draw_vehicle,
-)
-from .synthetic_render import Camera, Canvas
+from .label_ids import BICYCLE, BUS, CAR, FENCE, LIGHT, MOTORCYCLE, RIDER, TRAIN, TRUCK, WALL
+from .objects import draw_barrier, draw_bike, draw_person, draw_pole, draw_rails, draw_static, draw_tree, draw_vehicle
+from .render import Camera, Canvas
+from .street import Street
 
-if TYPE_CHECKING:
-    from .synthetic_scene import Street
-
-# The rare labelIds the set generator cycles through as `featured` (train ids 14,15,16,17,12,18,3,4,6).
+# The labelIds the set generator cycles through as `featured`: the classes that few scenes would hold otherwise.
 RARE_LABEL_IDS: tuple[int, ...] = (TRUCK, BUS, TRAIN, MOTORCYCLE, RIDER, BICYCLE, WALL, FENCE, LIGHT)
 
 Item = tuple[float, Callable[[], None]]
 
 
-def _series(rng: np.random.Generator, start: tuple[float, float], step: tuple[float, float], end: float) -> list[float]:
+def _series(rng: np.random.Generator, start: tuple[float, float], step: tuple[float, float],
+            end: float) -> list[float]:
     """Depths start, start + step, ... (random steps) up to `end` metres."""
     zs, z = [], rng.uniform(*start)
     while z < end:

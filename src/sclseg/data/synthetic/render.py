@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .label_ids import UNLABELED
+
 SKY_DEPTH = 1e4  # metres; sky is "at infinity" for fog and depth ordering
 
 
@@ -70,10 +72,10 @@ class Canvas:
 
     @classmethod
     def blank(cls, height: int, width: int, rng: np.random.Generator) -> Canvas:
-        """An empty canvas (label 0, sky depth) with fresh noise fields and per-side sunlight."""
+        """An empty canvas (unlabeled, sky depth) with fresh noise fields and per-side sunlight."""
         return cls(
             image=np.zeros((height, width, 3), np.float32),
-            label=np.zeros((height, width), np.uint8),
+            label=np.full((height, width), UNLABELED, np.uint8),
             depth=np.full((height, width), SKY_DEPTH, np.float32),
             instance=np.zeros((height, width), np.int32),
             noise_fine=smooth_noise(rng, (height, width), 2),

@@ -7,48 +7,24 @@ in perspective. Everything is vectorised over each patch's bounding box; no per-
 
 Coordinates: X metres to the right of the camera, Z metres ahead, heights `v` metres above the ground.
 A ground point projects to x = vx + f·X/Z, y = horizon + f·h_cam/Z; a point at height v to
-y = horizon + f·(h_cam − v)/Z. Label ids are the official Cityscapes labelIds (7 = road, ..., 33 = bicycle,
-void ids 1 ego vehicle, 4 static, 6 ground, 9 parking, 10 rail track, 14 guard rail).
+y = horizon + f·(h_cam − v)/Z. Labels are the official Cityscapes labelIds (`label_ids.py`), void ones
+(ego vehicle, static, ground, parking, rail track) included.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .synthetic_plan import draw_objects
-from .synthetic_render import Camera, Canvas, front_patch, side_patch, smooth_noise
+from .label_ids import BUILDING, EGO, GROUND, PARKING, ROAD, SIDEWALK, SKY, TERRAIN, VEGETATION
+from .plan import draw_objects
+from .render import Camera, Canvas, front_patch, side_patch, smooth_noise
+from .street import Street, random_side
 
 # Standard-normal quantiles at (k + 0.5) / 256: uniform bytes through this table are ~Gaussian noise.
 _NORMAL_QUANTILES = np.array([NormalDist().inv_cdf((k + 0.5) / 256) for k in range(256)])
-
-# Official Cityscapes labelIds used by the generator (cityscapesscripts.helpers.labels).
-ROAD, SIDEWALK, GROUND, PARKING, RAIL, BUILDING, WALL, FENCE = 7, 8, 6, 9, 10, 11, 12, 13
-VEGETATION, TERRAIN, SKY, EGO = 21, 22, 23, 1
-
-
-@dataclass
-class Street:
-    """Lateral layout of one side of the street, in metres from the camera (positive outwards)."""
-
-    road: float  # road edge
-    parking: float  # outer edge of a parking strip (== road when none)
-    sidewalk: float  # outer edge of the sidewalk
-    terrain: float  # outer edge of a grass strip
-    facade: float | None  # building line, None = open side (park / field)
-
-
-def _side(rng: np.random.Generator, road: float) -> Street:
-    parking = road + (rng.uniform(2.0, 2.6) if rng.random() < 0.2 else 0.0)
-    sidewalk = parking + (rng.uniform(1.5, 5.0) if rng.random() < 0.9 else 0.0)
-    terrain = sidewalk + (rng.uniform(1.0, 5.0) if rng.random() < 0.35 else 0.0)
-    if rng.random() < 0.85:
-        return Street(road, parking, sidewalk, terrain, terrain + rng.uniform(0.0, 1.5))
-    # An open side: a park or field (terrain) reaching the horizon, sometimes bare ground (6, void).
-    return Street(road, parking, sidewalk, np.inf if rng.random() < 0.75 else terrain, None)
 
 
 def make_camera(rng: np.random.Generator, height: int, width: int) -> Camera:
@@ -165,7 +141,7 @@ def _far_end(canvas: Canvas, cam: Camera, rng: np.random.Generator) -> None:
 
 
 def _ego_vehicle(canvas: Canvas, rng: np.random.Generator) -> None:
-    """The recording car's bonnet along the bottom edge (label 1, void), as in most Cityscapes frames."""
+    """The recording car's bonnet along the bottom edge (ego vehicle, void), as in most Cityscapes frames."""
     h, w = canvas.label.shape
     depth = rng.uniform(0.04, 0.1) * h
     xs = (np.arange(w) + 0.5 - w / 2) / (0.75 * w)
@@ -234,14 +210,14 @@ def render_scene(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One scene: (H, W, 3) uint8 RGB, (H, W) uint8 labelIds, (H, W) int32 instance ids (0 = stuff).
 
-    `featured` is a labelId of a rare class that this scene must contain (the set generator cycles through the
+    `featured` is the labelId of a rare class that this scene must contain (the set generator cycles through the
     rare classes so that every class appears in every split of at least a dozen images).
     """
     cam = make_camera(rng, height, width)
     night = rng.random() < 0.15
     canvas = Canvas.blank(height, width, rng)
     road_left, road_right = rng.uniform(3.0, 7.5, 2)
-    left, right = _side(rng, road_left), _side(rng, road_right)
+    left, right = random_side(rng, road_left), random_side(rng, road_right)
     _sky(canvas, cam, rng, night)
     _far_end(canvas, cam, rng)
     _ground(canvas, cam, left, right, rng)

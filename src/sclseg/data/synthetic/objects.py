@@ -2,7 +2,7 @@
 
 Each drawer takes metric positions (X right, z ahead, metres) and paints planar patches with official
 Cityscapes labelIds. Sizes are real-world (car 1.8 x 1.5 x 4.5 m, bus 2.55 x 3.2 x 12 m, person 1.5-1.95 m,
-...), so apparent size follows depth. How often each class appears is set in `synthetic_plan.py`: cars, poles, people in
+...), so apparent size follows depth. How often each class appears is set in `plan.py`: cars, poles, people in
 most scenes; trucks, buses, trams, motorcycles and riders in few (as in Cityscapes, where they are the rare
 classes that NVIDIA's recipe boosts with coarse images).
 """
@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .synthetic_render import Camera, Canvas, ellipse_mask, front_patch, segment_mask, side_patch
-
-WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION = 12, 13, 17, 19, 20, 21
-PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE = 24, 25, 26, 27, 28, 31, 32, 33
-STATIC, RAIL = 4, 10
+from .label_ids import (
+    BICYCLE, BUS, CAR, LIGHT, MOTORCYCLE, PERSON, POLE, RAIL, RIDER, SIGN, STATIC, TRAIN, TRUCK, VEGETATION, WALL,
+)
+from .render import Camera, Canvas, ellipse_mask, front_patch, segment_mask, side_patch
 
 # (width, height, length) ranges in metres.
 _VEHICLE_SIZE = {
@@ -95,7 +94,7 @@ def draw_vehicle(canvas: Canvas, cam: Camera, rng: np.random.Generator, kind: in
 
 
 def draw_rails(canvas: Canvas, cam: Camera, Xc: float, z0: float) -> None:
-    """Tram track bed (label 10, rail track) with two steel rails, from depth z0 to the horizon."""
+    """Tram track bed (rail track, void) with two steel rails, from depth z0 to the horizon."""
     y0 = int(np.ceil(cam.horizon + 0.5))
     y1 = min(cam.height, int(cam.y_of(0.0, z0)) + 1)
     if y1 <= y0:
@@ -125,7 +124,7 @@ def _person_masks(u, v, h, stride, rng) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def draw_person(canvas: Canvas, cam: Camera, rng: np.random.Generator, Xc: float, z: float) -> None:
-    """A pedestrian (label 24), 1.5-1.95 m, walking (legs apart) or standing."""
+    """A pedestrian (person), 1.5-1.95 m, walking (legs apart) or standing."""
     h = rng.uniform(1.5, 1.95) if rng.random() < 0.9 else rng.uniform(1.0, 1.4)
     p = front_patch(cam, Xc - 0.3, Xc + 0.3, z, 0.0, h)
     if p is None:
@@ -163,7 +162,7 @@ def _rider_masks(u, v, motor: bool) -> tuple[np.ndarray, np.ndarray]:
 
 def draw_bike(canvas: Canvas, cam: Camera, rng: np.random.Generator, Xc: float, z: float, motor: bool,
               rider: bool) -> None:
-    """A bicycle (33) or motorcycle (32) seen from the side, optionally ridden (rider = 25)."""
+    """A bicycle or motorcycle seen from the side, optionally ridden (the rider is labelled rider)."""
     p = front_patch(cam, Xc - 0.9, Xc + 0.9, z, 0.0, 1.95 if rider else 1.2)
     if p is None:
         return
@@ -181,7 +180,7 @@ def draw_bike(canvas: Canvas, cam: Camera, rng: np.random.Generator, Xc: float, 
 
 
 def _sign(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, z: float, v: float) -> None:
-    """Traffic sign (20): red-ringed disc, blue disc, warning triangle or rectangle, 0.6-0.9 m."""
+    """Traffic sign: red-ringed disc, blue disc, warning triangle or rectangle, 0.6-0.9 m."""
     r = rng.uniform(0.3, 0.45)
     p = front_patch(cam, X - r, X + r, z, v - r, v + r)
     if p is None:
@@ -204,7 +203,7 @@ def _sign(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, z: fl
 
 
 def _light(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, z: float, v: float) -> None:
-    """Traffic light (19): dark housing 0.35 x 0.95 m with red / amber / green lamps, one lit."""
+    """Traffic light: dark housing 0.35 x 0.95 m with red / amber / green lamps, one lit."""
     p = front_patch(cam, X - 0.17, X + 0.17, z, v, v + 0.95)
     if p is None:
         return
@@ -218,7 +217,7 @@ def _light(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, z: f
 
 def draw_pole(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, z: float, *, sign: bool,
               light: bool) -> None:
-    """A pole (17), 3.5-9 m, with an optional sign (20) or traffic light (19) on it or on an arm over the road."""
+    """A pole, 3.5-9 m, with an optional traffic sign or traffic light on it or on an arm over the road."""
     h = rng.uniform(3.5, 9.0)
     width = rng.uniform(0.1, 0.25)
     grey = rng.uniform(0.25, 0.7) * np.ones(3)
@@ -241,9 +240,10 @@ def draw_pole(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, z
 
 
 def draw_tree(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, z: float) -> None:
-    """A tree (21; trunk and crown are both vegetation in Cityscapes): 3-5 overlapping crown ellipses."""
+    """A tree (trunk and crown are both vegetation in Cityscapes): 3-5 overlapping crown ellipses."""
     trunk_h, radius = rng.uniform(1.8, 4.0), rng.uniform(1.2, 3.0)
-    green = rng.choice([[0.2, 0.4, 0.1], [0.15, 0.3, 0.1], [0.45, 0.4, 0.1], [0.5, 0.25, 0.05]], p=(0.5, 0.3, 0.1, 0.1))
+    green = rng.choice([[0.2, 0.4, 0.1], [0.15, 0.3, 0.1], [0.45, 0.4, 0.1], [0.5, 0.25, 0.05]],
+                       p=(0.5, 0.3, 0.1, 0.1))
     p = front_patch(cam, X - 1.5 * radius, X + 1.5 * radius, z, 0.0, trunk_h + 2.2 * radius)
     if p is None:
         return
@@ -261,7 +261,7 @@ def draw_tree(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, z
 
 def draw_barrier(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, z0: float, z1: float,
                  kind: int) -> None:
-    """A wall (12: concrete or brick) or fence (13: posts, rails and see-through mesh) along the line X."""
+    """A wall (concrete or brick) or fence (posts, rails and see-through mesh) along the line X."""
     h = rng.uniform(0.8, 2.5)
     p = side_patch(cam, X, z0, z1, 0.0, h)
     if p is None:
@@ -281,7 +281,7 @@ def draw_barrier(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float
 
 
 def draw_static(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, z: float) -> None:
-    """Street furniture (4 = static, void): a bin or a bollard box."""
+    """Street furniture (static, void): a bin or a bollard box."""
     w, h = rng.uniform(0.3, 1.2), rng.uniform(0.5, 1.2)
     p = front_patch(cam, X - w / 2, X + w / 2, z, 0.0, h)
     if p is not None:
