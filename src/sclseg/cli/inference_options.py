@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from sclseg.evaluation.evaluate_model import InferenceOptions
+if TYPE_CHECKING:  # imported when the command runs: `sclseg --help` must not load torch
+    from sclseg.evaluation.evaluate_model import InferenceOptions
 
 # The paper's Cityscapes protocol (Kim et al. 2020 §4.1): sliding window, horizontal flip, scales 0.5/1.0/2.0.
 PAPER_PROTOCOL = "--mode sliding --tile 1024 --flip --scales 0.5,1,2"
@@ -38,6 +40,8 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
 
 def inference_options(args: argparse.Namespace) -> InferenceOptions:
     """The parsed flags as `InferenceOptions`; `SystemExit` for a non-positive tile, stride or batch size."""
+    from sclseg.evaluation.evaluate_model import InferenceOptions
+
     import torch
 
     for name in ("tile", "batch_size"):

@@ -6,8 +6,6 @@ import argparse
 import sys
 import time
 
-from sclseg.data.synthetic import make_synthetic_cityscapes
-
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -46,6 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sclseg.data.synthetic import make_synthetic_cityscapes  # here, not at the top: `--help` needs no torch
+
     start = time.perf_counter()
     try:
         root = make_synthetic_cityscapes(
