@@ -6,8 +6,8 @@ Generates synthetic street-like images (smooth shapes + noise, so PNGs are ~1-3 
 Cityscapes) and labelIds maps in a temp folder, at full Cityscapes size (1024x2048, crop 896) and at the
 synthetic default size (256x512, crop 256). Labeled path = `ClassUniformDataset.__getitem__` (PNG decode of
 image + label, class-centred/random crop, jitter, blur, normalise). Unlabeled path = `UnlabeledPairStream`
-over a Parquet shard (decode once, two augmented views). Each item is timed separately; MEDIANS are printed, of CPU time (what one dedicated core
-spends; wall time on a shared machine also measures the neighbours) and of wall time.
+over a Parquet shard (decode once, two augmented views). Each item is timed separately; MEDIANS are printed, of CPU
+time (what one dedicated core spends; wall time on a shared machine also measures the neighbours) and of wall time.
 Torch runs with `--threads` threads (DataLoader workers use 1). Goal (issue 4): >= 2 training images/s per
 worker at full size.
 """

@@ -16,7 +16,8 @@ threshold fixed at 128 KiB so freed blocks go back to the OS. It includes the gr
 student probabilities, which every loss on them produces (its size is printed per input size).
 Times (second pass) are medians of ``--repeats`` runs after one warm-up. ``--model-size`` times one forward +
 backward of the full model at that size and scales it by pixels to 896×896 for the ratio; without it the
-ratio uses ``--model-seconds`` or DESIGN §2's CPU estimate.
+ratio uses ``--model-seconds`` or a CPU estimate (9.7 s per 512×1024 forward of NVIDIA's network
+on an idle 2-core CPU).
 """
 
 from __future__ import annotations
@@ -283,10 +284,10 @@ def report_ratio(times, model_time: float | None) -> None:
         return
     sampled_ms = float(times[(896, 896)]["L_sc sampled"].split()[0])
     if model_time is None:
-        # DESIGN §2: ~9.7 s per forward at 512×1024 on a 2-core CPU; scaled by pixels to 896² and ×3 for
+        # NVIDIA's network: ~9.7 s per forward at 512×1024 on a 2-core CPU; scaled by pixels to 896² and ×3 for
         # forward + backward (backward ≈ 2 forwards).
         model_time = 3 * 9.7 * (896 * 896) / (512 * 1024)
-        source = "DESIGN estimate: 9.7 s forward at 512x1024 on a 2-core CPU, scaled by pixels, x3 for fwd+bwd"
+        source = "estimate: 9.7 s forward at 512x1024 on a 2-core CPU, scaled by pixels, x3 for fwd+bwd"
     else:
         source = "this device"
     print(f"\nL_sc sampled at 896x896 = {sampled_ms:.1f} ms = {100 * sampled_ms / 1e3 / model_time:.2f}% "

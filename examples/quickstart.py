@@ -1,4 +1,5 @@
-"""Quick start (until the training recipe lands): run the paper's network through `pipeline("image-segmentation")`.
+"""Inference without training: run the paper's network through `pipeline("image-segmentation")` (to train one,
+`accelerate launch recipes/train_scl.py`).
 
     python examples/quickstart.py [--model DIR_OR_HUB_ID] [--data-root data/synthetic] [--output outputs/quickstart]
 

@@ -14,6 +14,7 @@ os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 torch.set_num_threads(1)
 
 import pytest  # noqa: E402
+from hub_server import hub_url, local_hub  # noqa: E402, F401 - fixtures for every test module
 
 
 def tiny_wide_resnet_kwargs() -> dict:

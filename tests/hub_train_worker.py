@@ -3,8 +3,9 @@ interpreter (HF_ENDPOINT etc. from `run_hub_client`) and saves the final student
 
     python tests/hub_train_worker.py '[{"tmp": DIR, "stop_at": 2, "args": {...}}, {"tmp": DIR2, "resume": "user/run"}]'
 
-The runs go one after the other in this interpreter (one start-up of torch and transformers). Each run is `_run` of tests/test_trainer.py (4 steps, checkpoint every `save_steps`), optionally stopped early
-("a crash"), resumed, exported with `save_model`; `result.safetensors` in DIR holds `student.*` and `teacher.*`.
+The runs go one after the other in this interpreter (one start-up of torch and transformers). Each run is `_run` of
+tests/test_trainer.py (4 steps, checkpoint every `save_steps`), optionally stopped early ("a crash"), resumed, exported
+with `save_model`; `result.safetensors` in DIR holds `student.*` and `teacher.*`.
 """
 
 import json

@@ -36,7 +36,8 @@ def make_root(root: Path, nvidia: bool = False) -> Path:
     fine = root / "gtFine_trainvaltest" / "gtFine" if nvidia else root / "gtFine"
     extra_img = root / "leftImg8bit_trainextra" / "leftImg8bit" if nvidia else root / "leftImg8bit"
     coarse = root / "gtCoarse" / "gtCoarse" if nvidia else root / "gtCoarse"
-    for city, ids in (("bremen", ["bremen_000001_000019", "bremen_000000_000019"]), ("aachen", ["aachen_000000_000019"])):
+    for city, ids in (("bremen", ["bremen_000001_000019", "bremen_000000_000019"]),
+                      ("aachen", ["aachen_000000_000019"])):
         for image_id in ids:
             _write_pair(img / "train", fine / "train", city, image_id, "_gtFine_labelIds.png")
     _write_pair(img / "val", fine / "val", "lindau", "lindau_000000_000019", "_gtFine_labelIds.png")

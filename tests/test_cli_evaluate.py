@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from hub_server import local_hub, python_client, run_hub_client  # noqa: F401 - fixture
+from hub_server import python_client, run_hub_client
 from PIL import Image
 from tiny_cityscapes import save_tiny_model, write_tiny_cityscapes
 

@@ -110,9 +110,11 @@ def test_wrong_number_of_classes_suggests_num_labels(tmp_path, seed1_state):
 @pytest.mark.parametrize(
     "edit, match",
     [
-        (lambda s: s.pop("mod4.block3.convs.conv2.weight"), r"missing tensors \['backbone.stages.2.blocks.2.conv2.weight'\]"),
+        (lambda s: s.pop("mod4.block3.convs.conv2.weight"),
+         r"missing tensors \['backbone.stages.2.blocks.2.conv2.weight'\]"),
         (lambda s: s.__setitem__("final.9.weight", torch.zeros(1)), "unexpected tensor 'final.9.weight'"),
-        (lambda s: s.__setitem__("bot_fine.weight", torch.zeros(48, 64, 1, 1)), r"'decoder.low_level_project.weight' has shape \(48, 64, 1, 1\) and dtype"),
+        (lambda s: s.__setitem__("bot_fine.weight", torch.zeros(48, 64, 1, 1)),
+         r"'decoder.low_level_project.weight' has shape \(48, 64, 1, 1\) and dtype"),
     ],
 )
 def test_bad_keys_are_named(tmp_path, seed1_state, edit, match):

@@ -108,7 +108,8 @@ def test_unknown_label_ids_name_the_file(data):
     ids = np.array(Image.open(bad))
     ids[0, :2] = (34, 200)
     Image.fromarray(ids).save(bad)
-    with pytest.raises(PredictionError, match=rf"{bad.name} holds values that are not Cityscapes label ids.*\[34, 200\]"):
+    with pytest.raises(PredictionError,
+                       match=rf"{bad.name} holds values that are not Cityscapes label ids.*\[34, 200\]"):
         score_prediction_folder(pred, root, "val")
 
 

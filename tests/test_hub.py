@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hub_server import FAKE_TOKEN, local_hub, python_client, run_hub_client  # noqa: F401 - fixture
+from hub_server import FAKE_TOKEN, python_client, run_hub_client
 from sclseg import DeepLabV3PlusForSemanticSegmentation, SCLImageProcessor
 from sclseg.cli import main as cli_main
 from sclseg.model_card import update_model_card_results

@@ -2,7 +2,7 @@
 
 import json
 
-from hub_server import FAKE_TOKEN, local_hub, python_client, run_hub_client  # noqa: F401 - fixture
+from hub_server import FAKE_TOKEN, python_client, run_hub_client
 
 _CLIENT = """
 import json, sys
@@ -18,7 +18,8 @@ first = open(hf_hub_download("user/files", "notes.txt", revision="v1")).read()
 second = open(hf_hub_download("user/files", "notes.txt", revision="dev")).read()
 weights = open(hf_hub_download("user/files", "sub/weights.bin", revision="main"), "rb").read()
 tree = sorted(f.path for f in api.list_repo_tree("user/files", recursive=True))
-info = {i.path: type(i).__name__ for i in api.get_paths_info("user/files", ["notes.txt", "sub", "nope"], revision="v1")}
+info = {i.path: type(i).__name__
+        for i in api.get_paths_info("user/files", ["notes.txt", "sub", "nope"], revision="v1")}
 from huggingface_hub import HfFileSystem
 fs = HfFileSystem()
 with fs.open("user/files/sub/weights.bin", "rb", block_size=1000) as handle:

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load, load_file
 from transformers.trainer_pt_utils import safe_globals
 
-from hub_server import FAKE_TOKEN, local_hub, run_hub_client  # noqa: F401 - fixture
+from hub_server import FAKE_TOKEN, run_hub_client
 from sclseg import DeepLabV3PlusForSemanticSegmentation
 from sclseg.hub import HubCheckpoint, parse_hub_checkpoint
 from sclseg.trainer import COMPLETE_MARKER

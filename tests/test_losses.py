@@ -167,7 +167,8 @@ def test_pixel_consistency_three_classes_by_hand():
     assert pixel_consistency_loss(student, teacher, reduction="mean").item() == pytest.approx(0.03, abs=1e-7)
     # Only the first pixel valid: its own value, not halved by the masked one.
     valid = torch.tensor([[[True, False]]])
-    assert pixel_consistency_loss(student, teacher, reduction="sum", valid=valid).item() == pytest.approx(0.18, abs=1e-7)
+    assert (pixel_consistency_loss(student, teacher, reduction="sum", valid=valid).item()
+            == pytest.approx(0.18, abs=1e-7))
     assert pixel_consistency_loss(student, teacher, valid=valid).item() == pytest.approx(0.06, abs=1e-7)
     # Only the second: 0; none: 0 with a zero gradient, never NaN.
     assert pixel_consistency_loss(student, teacher, valid=~valid).item() == 0.0

@@ -126,7 +126,8 @@ def test_evaluate_wrapper_gives_the_same_numbers(tmp_path):
 
 def test_evaluate_wrapper_needs_num_labels():
     with pytest.raises(ValueError, match="num_labels"):
-        SCLMeanIoU(keep_in_memory=True).compute(predictions=[np.zeros((2, 2), int)], references=[np.zeros((2, 2), int)])
+        SCLMeanIoU(keep_in_memory=True).compute(predictions=[np.zeros((2, 2), int)],
+                                                references=[np.zeros((2, 2), int)])
 
 
 def _free_port() -> int:

@@ -22,7 +22,8 @@ def test_full_size_matches_nvidia_manifest():
     manifest = read_manifest()
     assert sum(p.numel() for p in model.parameters()) == 137_103_936
     assert sum(p.numel() for p in backbone.parameters()) == 105_062_720
-    ours = collections.Counter((tuple(t.shape), str(t.dtype).removeprefix("torch.")) for t in model.state_dict().values())
+    ours = collections.Counter((tuple(t.shape), str(t.dtype).removeprefix("torch."))
+                               for t in model.state_dict().values())
     ref = collections.Counter((shape, dtype) for _, shape, dtype in manifest)
     assert ours == ref
     assert len(model.state_dict()) == len(manifest) == 268

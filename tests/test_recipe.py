@@ -1,5 +1,5 @@
 """The recipe end to end on a tiny synthetic Cityscapes: one process in-process, two CPU processes under
-`accelerate launch` (the CI stand-in for multi-GPU, DESIGN §6), and every shipped config parses."""
+`accelerate launch` (the CI stand-in for multi-GPU), and every shipped config parses."""
 
 import json
 import os
@@ -39,7 +39,8 @@ def test_recipe_trains_evaluates_and_exports(tiny_cityscapes, tmp_path):
         assert (out / name).is_file(), name
     card = ModelCard.load(out / "README.md")
     result = card.data.eval_results[0]
-    assert result.metric_type == "mean_iou" and result.metric_value == pytest.approx(metrics["eval_mean_iou"], abs=1e-4)
+    assert (result.metric_type == "mean_iou"
+            and result.metric_value == pytest.approx(metrics["eval_mean_iou"], abs=1e-4))
     assert len(list((out / "predictions").glob("*.png"))) == 2
     assert len(json.loads((out / "train_image_ids_rank0.json").read_text())) == 4  # 2 steps × 2 images
 

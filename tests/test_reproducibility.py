@@ -20,6 +20,8 @@ from hub_server import local_hub, python_client, run_hub_client  # noqa: F401 - 
 from sclseg.data import make_synthetic_cityscapes
 from tests.test_recipe import RECIPE, REPO, TINY
 
+pytestmark = pytest.mark.slow  # 16 recipe runs in fresh interpreters: ~3 min on 2 cores
+
 STEPS, SAVE = 10, 5
 RUN = [*TINY, "--labeled_fraction", "1", "--max_steps", str(STEPS), "--save_strategy", "steps", "--save_steps",
        str(SAVE), "--eval_strategy", "no", "--seed", "0", "--num_prediction_images", "0", "--max_eval_samples", "1"]

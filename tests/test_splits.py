@@ -68,7 +68,8 @@ def test_list_file_errors(tmp_path):
     with pytest.raises(ValueError, match="duplicate image id.*: a"):
         read_id_list(path)
     path.write_text("\n".join(["ok"] + [f"bad{i}" for i in range(8)]))
-    with pytest.raises(ValueError, match=r"8 image id\(s\) not in the data set: bad0, bad1, bad2, bad3, bad4, \.\.\.") as e:
+    with pytest.raises(ValueError,
+                       match=r"8 image id\(s\) not in the data set: bad0, bad1, bad2, bad3, bad4, \.\.\.") as e:
         read_id_list(path, known_ids=["ok"])
     assert str(path) in str(e.value)
 

@@ -43,7 +43,8 @@ class Unlabeled(torch.utils.data.IterableDataset):
         while True:
             g = torch.Generator().manual_seed(1000 + self.n)
             self.n += 1
-            yield {"pixel_values_a": torch.randn(3, H, W, generator=g), "pixel_values_b": torch.randn(3, H, W, generator=g)}
+            yield {"pixel_values_a": torch.randn(3, H, W, generator=g),
+                   "pixel_values_b": torch.randn(3, H, W, generator=g)}
 
     def state_dict(self):
         return {"n": self.n}
@@ -137,7 +138,8 @@ class _Snapshot:
         raise AttributeError(name)
 
     def on_step_end(self, *args, **kwargs):
-        self.out.append({k: v.float().clone() for k, v in self.trainer.model.state_dict().items() if v.is_floating_point()})
+        self.out.append({k: v.float().clone() for k, v in self.trainer.model.state_dict().items()
+                         if v.is_floating_point()})
 
 
 def test_supervised_only_never_builds_cutmix(tmp_path, monkeypatch):
@@ -186,9 +188,9 @@ def test_gradient_accumulation_matches_a_bigger_batch(tmp_path):
 
 
 def test_any_model_with_logits_segformer(tmp_path):
-    config = SegformerConfig(num_channels=3, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
-                             patch_sizes=[7, 3], strides=[4, 2], num_attention_heads=[1, 1], mlp_ratios=[2, 2],
-                             decoder_hidden_size=16, num_labels=19)
+    config = SegformerConfig(num_channels=3, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1],
+                             hidden_sizes=[8, 16], patch_sizes=[7, 3], strides=[4, 2], num_attention_heads=[1, 1],
+                             mlp_ratios=[2, 2], decoder_hidden_size=16, num_labels=19)
     torch.manual_seed(0)
     model = SegformerForSemanticSegmentation(config)
     trainer = SCLTrainer(model=model, args=make_args(tmp_path, max_steps=2), train_dataset=Labeled(),
@@ -243,7 +245,8 @@ def test_non_finite_steps_are_skipped_then_stop(tmp_path):
 
 
 def _run(tmp_path, name, max_steps, resume=None, save_steps=2):
-    args = make_args(tmp_path / name, max_steps=4, save_strategy="steps", save_steps=save_steps, per_device_train_batch_size=2)
+    args = make_args(tmp_path / name, max_steps=4, save_strategy="steps", save_steps=save_steps,
+                     per_device_train_batch_size=2)
     trainer = SCLTrainer(model=tiny_model(), args=args, train_dataset=Labeled(), unlabeled_dataset=Unlabeled())
     if max_steps < 4:
         trainer.add_callback(_StopAt(max_steps))
@@ -287,12 +290,13 @@ def test_incomplete_checkpoint_is_never_resumed(tmp_path):
     with pytest.raises(ValueError, match="not a complete SCL checkpoint"):
         check_checkpoint_complete(str(out / "checkpoint-4"))
     marker = json.loads((out / "checkpoint-2" / COMPLETE_MARKER).read_text())
-    assert marker["step"] == 2 and "ema_teacher.safetensors" in marker["files"] and "scl_state_rank0.pt" in marker["files"]
+    assert (marker["step"] == 2 and "ema_teacher.safetensors" in marker["files"]
+            and "scl_state_rank0.pt" in marker["files"])
 
 
 def test_save_model_exports_the_teacher(tmp_path):
-    trainer = SCLTrainer(model=tiny_model(), args=make_args(tmp_path, max_steps=2, ema_decay=0.9), train_dataset=Labeled(),
-                         unlabeled_dataset=Unlabeled())
+    trainer = SCLTrainer(model=tiny_model(), args=make_args(tmp_path, max_steps=2, ema_decay=0.9),
+                         train_dataset=Labeled(), unlabeled_dataset=Unlabeled())
     trainer.train()
     trainer.save_model(str(tmp_path / "final"))
     saved = DeepLabV3PlusForSemanticSegmentation.from_pretrained(tmp_path / "final")
@@ -322,7 +326,7 @@ def test_mixed_batch_is_the_cutmix_of_the_views_and_of_the_teacher_predictions(t
                          unlabeled_dataset=Unlabeled())
     generator = torch.Generator()
     generator.set_state(trainer.generator.get_state())
-    mixed = trainer._mixed_batch()
+    mixed = trainer.mixed_batch()
     pair = next(iter(Unlabeled()))
     u_a, u_b = pair["pixel_values_a"][None], pair["pixel_values_b"][None]
     boxes = sample_cutmix_boxes(1, H, W, num_boxes=32, generator=generator)
@@ -356,7 +360,7 @@ def test_unlabeled_losses_skip_padding_and_use_the_chosen_reduction(tmp_path, re
 
     trainer = SCLTrainer(model=tiny_model(), args=make_args(tmp_path, consistency_reduction=reduction),
                          train_dataset=Labeled(), unlabeled_dataset=PaddedUnlabeled())
-    mixed = trainer._mixed_batch()
+    mixed = trainer.mixed_batch()
     pair = next(iter(PaddedUnlabeled()))
     inside = mixed["u_m"].new_zeros(1, H, W, dtype=torch.bool) | (mixed["owner"] >= 0)
     expected_valid = torch.where(inside, pair["valid_b"][None], pair["valid_a"][None])
@@ -364,7 +368,7 @@ def test_unlabeled_losses_skip_padding_and_use_the_chosen_reduction(tmp_path, re
     probs = torch.rand(1, 19, H, W, generator=torch.Generator().manual_seed(0)).softmax(1)
     generator = torch.Generator()
     generator.set_state(trainer.generator.get_state())
-    total = trainer._unlabeled_terms(probs.log(), mixed)
+    total = trainer.unlabeled_loss(probs.log(), mixed)
     per_pixel = (probs - mixed["p_mt"]).square().sum(1)
     l_c = per_pixel[expected_valid].mean() / (19 if reduction == "mean" else 1)
     assert float(pixel_consistency_loss(probs, mixed["p_mt"], reduction=reduction, valid=expected_valid)) == \
@@ -380,13 +384,13 @@ def test_consistency_confidence_scales_by_the_confident_share(tmp_path):
     trainer = SCLTrainer(model=tiny_model(), args=make_args(tmp_path, structured_consistency_weight=0,
                                                              consistency_confidence_threshold=0.97),
                          train_dataset=Labeled(), unlabeled_dataset=Unlabeled())
-    mixed = trainer._mixed_batch()
+    mixed = trainer.mixed_batch()
     p_mt = torch.full((1, 19, H, W), 0.02 / 18)
     p_mt[:, 0] = 0.98  # confident ...
     p_mt[:, :, :, : W // 4] = 1 / 19  # ... except in the left quarter
     mixed = {**mixed, "p_mt": p_mt}
     probs = torch.full((1, 19, H, W), 1 / 19)
-    total = trainer._unlabeled_terms(probs.log(), mixed)
+    total = trainer.unlabeled_loss(probs.log(), mixed)
     expected = 20 * float(pixel_consistency_loss_of(probs, p_mt)) * 0.75
     assert float(total) == pytest.approx(expected, rel=1e-5)
 
@@ -396,12 +400,12 @@ def test_pseudo_label_term_logs_the_share_it_trains_on(tmp_path):
                                                              structured_consistency_weight=0, pseudo_label_weight=1,
                                                              pseudo_label_threshold=0.95),
                          train_dataset=Labeled(), unlabeled_dataset=Unlabeled())
-    mixed = trainer._mixed_batch()
+    mixed = trainer.mixed_batch()
     p_mt = torch.full((1, 19, H, W), 0.04 / 18)
     p_mt[:, 0] = 0.96  # confident ...
     p_mt[:, :, : H // 2, : W // 2] = 1 / 19  # ... except in the top-left quarter
     everywhere = torch.ones(1, H, W, dtype=torch.bool)
-    trainer._unlabeled_terms(torch.zeros(1, 19, H, W), {**mixed, "p_mt": p_mt, "valid": everywhere})
+    trainer.unlabeled_loss(torch.zeros(1, 19, H, W), {**mixed, "p_mt": p_mt, "valid": everywhere})
     assert float(trainer._sums["pseudo_label/confident_share"]) == pytest.approx(0.75)
 
 
@@ -419,11 +423,11 @@ def test_separate_student_forwards_give_the_same_loss_without_batch_norm_couplin
     trainer = SCLTrainer(model=model, args=args, train_dataset=Labeled(), unlabeled_dataset=Unlabeled())
     batch = torch.stack([Labeled()[i]["pixel_values"] for i in range(2)])
     model.train()
-    mixed = trainer._mixed_batch()
+    mixed = trainer.mixed_batch()
     alone = model(pixel_values=batch).logits
-    sup, student = trainer._student_logits(model, batch, (H, W), mixed)
+    sup, student = trainer.student_logits(model, batch, (H, W), mixed)
     torch.testing.assert_close(sup, alone)
-    joint, _ = SCLTrainer._student_logits(_with(trainer, joint_student_forward=True), model, batch, (H, W), mixed)
+    joint, _ = SCLTrainer.student_logits(_with(trainer, joint_student_forward=True), model, batch, (H, W), mixed)
     assert not torch.allclose(joint, alone, atol=1e-4) and student.shape == (2, 19, H, W)
 
 
@@ -454,8 +458,8 @@ def test_supervised_warmup_then_teacher_restarts_from_the_student(tmp_path, monk
     trainer.train()
     steps = [e for e in trainer.state.log_history if "loss" in e]
     assert ["loss/consistency" in e for e in steps] == [False, False, True, True]
-    assert steps[2]["consistency/ramp"] == pytest.approx(math.exp(-5.0), rel=1e-4) and steps[3]["consistency/ramp"] == \
-        pytest.approx(math.exp(-5 * 0.25), rel=1e-4)
+    assert steps[2]["consistency/ramp"] == pytest.approx(math.exp(-5.0), rel=1e-4) and \
+        steps[3]["consistency/ramp"] == pytest.approx(math.exp(-5 * 0.25), rel=1e-4)
     for name, value in students[1].items():  # after step 2: a copy, not an EMA
         torch.testing.assert_close(teachers[1][name].float(), value)
     assert any(not torch.allclose(teachers[0][n].float(), students[0][n]) for n in students[0])  # step 1: EMA

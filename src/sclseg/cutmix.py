@@ -1,4 +1,5 @@
-"""CutMix with N ordered boxes: box sampling, union mask, owner map and mixing (DESIGN §1).
+"""CutMix with N ordered boxes: box sampling, union mask, owner map and mixing (Kim et al. 2020 §3.2;
+French et al. 2020).
 
 The paper (Kim et al. 2020, §3.1, following French et al.) pastes N = 32 boxes of random size and position
 whose union covers about half of the image; the structured consistency loss then needs, for every pixel, the

@@ -275,7 +275,8 @@ class HubPushMixin:
         message = f"Training in progress, step {step}"
         jobs = [self._upload(self.args.output_dir, None, message)]
         if self.args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
-            path = HUB_CHECKPOINT_DIR if self.args.hub_strategy == HubStrategy.CHECKPOINT else Path(checkpoint_folder).name
+            path = (HUB_CHECKPOINT_DIR if self.args.hub_strategy == HubStrategy.CHECKPOINT
+                    else Path(checkpoint_folder).name)
             jobs.append(self._upload(checkpoint_folder, path, f"{message}, checkpoint"))
         self._hub_pushes[step] = jobs
         if busy:
@@ -351,6 +352,6 @@ class HubPushMixin:
                             token=token, revision=revision)
 
 
-__all__ = ["DOWNLOAD_DIR", "HUB_CHECKPOINT_DIR", "UPLOAD_ERRORS", "HubCheckpoint", "HubPushMixin", "PushResult", "check_downloaded",
-           "download_checkpoint", "parse_hub_checkpoint", "push_failed_message", "push_model_folder",
-           "push_unlabeled_shards", "summary_json"]
+__all__ = ["DOWNLOAD_DIR", "HUB_CHECKPOINT_DIR", "UPLOAD_ERRORS", "HubCheckpoint", "HubPushMixin", "PushResult",
+           "check_downloaded", "download_checkpoint", "parse_hub_checkpoint", "push_failed_message",
+           "push_model_folder", "push_unlabeled_shards", "summary_json"]

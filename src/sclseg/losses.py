@@ -1,4 +1,4 @@
-"""Losses of the Structured Consistency Loss method (Kim, Jang, Park 2020; DESIGN §1).
+"""Losses of the Structured Consistency Loss method (Kim, Jang, Park 2020).
 
 - ``relaxed_boundary_loss``: the labeled loss ``L_x`` (paper eq. 2), boundary label relaxation of
   Zhu et al. 2019 with the options of NVIDIA's Cityscapes recipe (``loss.py``, ``ImgWtLossSoftNLL``).
@@ -126,8 +126,9 @@ def _window_targets(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One-hot and window multi-hot targets, (B, C + 1, H, W) each, channel C = "ignore".
 
-    Out-of-image neighbours set the ignore channel (DESIGN §1). NVIDIA's ``RelaxedBoundaryLossToTensor``
-    shifts with ``np.roll`` instead, which wraps the opposite image border into the window.
+    Out-of-image neighbours set the ignore channel (a border pixel has no neighbour there to relax to). NVIDIA's
+    ``RelaxedBoundaryLossToTensor`` shifts with ``np.roll`` instead, which wraps the opposite image border into the
+    window.
     """
     radius = window // 2
     index = torch.where(labels == ignore_index, num_classes, labels).long()

@@ -38,8 +38,8 @@ TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 
 _METHOD_FIELDS = ("consistency_weight", "consistency_reduction", "consistency_confidence_threshold",
                   "structured_consistency_weight", "pseudo_label_weight", "pseudo_label_threshold",
-                  "supervised_warmup_steps", "consistency_rampup_steps", "cutmix_boxes", "structured_boxes", "max_pairs", "mask_padding",
-                  "joint_student_forward", "ema_decay", "ema_warmup", "eval_with_teacher",
+                  "supervised_warmup_steps", "consistency_rampup_steps", "cutmix_boxes", "structured_boxes",
+                  "max_pairs", "mask_padding", "joint_student_forward", "ema_decay", "ema_warmup", "eval_with_teacher",
                   "relaxation_window", "class_weight_bound", "strict_classes", "relaxation_off_fraction",
                   "unlabeled_batch_size",
                   "learning_rate", "weight_decay", "optim", "optim_args", "lr_scheduler_type",

@@ -29,7 +29,8 @@ from .trainer import SCLTrainer
 from .training_args import SCLTrainingArguments
 
 # Architectures by name. "wrn38" is the paper's (NVIDIA DeepWV3Plus); "wrn-small" keeps its topology (pooling,
-# strides, dilations, bottlenecks, ASPP) at ~1/30 of the width (0.5M parameters) so the embedded default trains on a CPU.
+# strides, dilations, bottlenecks, ASPP) at ~1/30 of the width (0.5M parameters) so the embedded default trains
+# on a CPU.
 MODEL_PRESETS: dict[str, dict] = {
     "wrn38": {},
     "wrn-small": {
@@ -46,7 +47,9 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "A save_pretrained folder or Hub id to start from; None = `model_preset`."}
     )
-    model_preset: str = field(default="wrn38", metadata={"help": f"Architecture when starting fresh: {sorted(MODEL_PRESETS)}."})
+    model_preset: str = field(
+        default="wrn38", metadata={"help": f"Architecture when starting fresh: {sorted(MODEL_PRESETS)}."}
+    )
     backbone_name_or_path: str | None = field(
         default=None,
         metadata={"help": "ImageNet WideResNet38 backbone (`sclseg convert-nvidia wider_resnet38.pth.tar DIR "
@@ -62,10 +65,12 @@ class DataArguments:
     )
     synthetic_size: list[int] = field(
         default_factory=lambda: [256, 512],
-        metadata={"help": "Height and width of the generated synthetic images (1/4 of Cityscapes per side by default)."},
+        metadata={"help": "Height and width of the generated synthetic images (1/4 of Cityscapes per side by "
+                          "default)."},
     )
     labeled_fraction: str | None = field(
-        default=None, metadata={"help": "Labeled share of gtFine train, e.g. 1/8 (seeded split); the rest is unlabeled."}
+        default=None,
+        metadata={"help": "Labeled share of gtFine train, e.g. 1/8 (seeded split); the rest is unlabeled."},
     )
     labeled_list: str | None = field(default=None, metadata={"help": "File of labeled image ids (one per line)."})
     split_seed: int = field(default=0, metadata={"help": "Seed of the labeled/unlabeled split."})
@@ -76,7 +81,8 @@ class DataArguments:
     )
     crop_size: int = field(default=896, metadata={"help": "Training crop (paper: 896)."})
     scale_range: list[float] = field(
-        default_factory=lambda: [0.5, 2.0], metadata={"help": "Random scale range of the training crops (paper: 0.5 2.0)."}
+        default_factory=lambda: [0.5, 2.0],
+        metadata={"help": "Random scale range of the training crops (paper: 0.5 2.0)."},
     )
     blur_prob: float = field(
         default=1.0,
@@ -106,7 +112,8 @@ class DataArguments:
         default=64, metadata={"help": "Examples per shuffled block of the unlabeled stream."}
     )
     unlabeled_prefetch: int = field(
-        default=2, metadata={"help": "Unlabeled pairs decoded and augmented ahead in a background thread (0 = inline)."}
+        default=2,
+        metadata={"help": "Unlabeled pairs decoded and augmented ahead in a background thread (0 = inline)."},
     )
     eval_split: str = field(default="val", metadata={"help": "Split evaluated during and after training."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N images only."})
@@ -115,7 +122,8 @@ class DataArguments:
     def __post_init__(self) -> None:
         checks = [(0.0 <= self.class_uniform_pct <= 1.0, "class_uniform_pct must lie in [0, 1]"),
                   (self.class_uniform_tile >= 1, "class_uniform_tile must be >= 1"),
-                  (self.unlabeled_pair_mode in ("same", "different"), "unlabeled_pair_mode must be 'same' or 'different'"),
+                  (self.unlabeled_pair_mode in ("same", "different"),
+                   "unlabeled_pair_mode must be 'same' or 'different'"),
                   (self.unlabeled_shuffle_buffer >= 1, "unlabeled_shuffle_buffer must be >= 1"),
                   (self.unlabeled_prefetch >= 0, "unlabeled_prefetch must be >= 0")]
         for ok, message in checks:
@@ -281,7 +289,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: SCLTrainingA
         net = trainer.teacher.model if args.eval_with_teacher else trainer.model
         pictures = save_predictions(net, evaluation, Path(args.output_dir) / "predictions",
                                     data_args.num_prediction_images)
-        _report(args.output_dir, metrics, Path(args.output_dir) / "README.md", pictures, trainer.hub_model_id, trainer.method_summary())
+        _report(args.output_dir, metrics, Path(args.output_dir) / "README.md", pictures, trainer.hub_model_id,
+                trainer.method_summary())
     return metrics
 
 
@@ -295,7 +304,8 @@ def _report(output_dir: str, metrics: dict, card: Path, pictures: list[Path], re
             method: str) -> None:
     print(f"\n{method}", file=sys.stderr)
     print(f"validation mIoU (teacher, whole image): {metrics.get('eval_mean_iou', float('nan')):.4f}", file=sys.stderr)
-    print(f"model + processor: {output_dir}  (load with AutoModelForSemanticSegmentation.from_pretrained)", file=sys.stderr)
+    print(f"model + processor: {output_dir}  (load with AutoModelForSemanticSegmentation.from_pretrained)",
+          file=sys.stderr)
     print(f"model card:        {card}", file=sys.stderr)
     if repo_id is not None:
         print(f"Hub repo:          {repo_id}  (resume elsewhere: --resume_from_checkpoint {repo_id})", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Exponential-moving-average ("mean") teacher (Tarvainen & Valpola 2017; DESIGN §1).
+"""Exponential-moving-average ("mean") teacher (Tarvainen & Valpola 2017).
 
 The paper updates the teacher after every optimizer step with ``θ_t ← d·θ_t + (1 − d)·θ_s``, d = 0.999, and
 uses it for the guessed labels, validation and the exported model (Table 3: EMA in teacher and validation is
@@ -20,7 +20,8 @@ class EMATeacher:
     """EMA copy of a model, updated from the student after each optimizer step.
 
     The teacher is a deep copy of ``model`` in ``eval()`` mode with ``requires_grad=False`` everywhere; it is
-    not a submodule of anything, so ``Trainer``'s ``model.train()`` never reaches it (DESIGN §6).
+    not a submodule of anything, so ``Trainer``'s ``model.train()`` never reaches it (a
+    teacher in train mode would update its BatchNorm statistics and apply dropout).
     ``update`` lerps parameters and floating-point buffers (BatchNorm running statistics) towards the
     student's and copies integer buffers (``num_batches_tracked``).
 

@@ -12,7 +12,6 @@ to and resuming from the Hub is `hub.HubPushMixin`.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -22,15 +21,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .checkpointing import (
-    COMPLETE_MARKER, RANK_STATE, TEACHER_STATE, TEACHER_WEIGHTS, atomic_write, check_checkpoint_complete,
-    last_complete_checkpoint, mark_complete, write_json,
+    COMPLETE_MARKER, check_checkpoint_complete, last_complete_checkpoint, load_rank_state, load_teacher,
+    mark_complete, save_rank_state, save_teacher,
 )
 from .collator import segmentation_collator
 from .cutmix import cutmix, sample_cutmix_boxes
@@ -142,8 +140,8 @@ class SCLTrainer(HubPushMixin, Trainer):
         """L = L_x + λ_c·L_c + λ_sc·L_sc (+ λ_u·L_u) for one labeled and one unlabeled batch (paper eq. 1)."""
         self.trained_image_ids.extend(inputs.pop("image_id", []))
         pixel_values, labels = inputs["pixel_values"], inputs["labels"]
-        mixed = self._mixed_batch() if self.unlabeled_active() else None
-        sup_logits, student_logits = self._student_logits(model, pixel_values, tuple(labels.shape[-2:]), mixed)
+        mixed = self.mixed_batch() if self.unlabeled_active() else None
+        sup_logits, student_logits = self.student_logits(model, pixel_values, tuple(labels.shape[-2:]), mixed)
         supervised = self._supervised_loss(sup_logits, labels)
         tensors = [supervised] if mixed is None else [supervised, student_logits, mixed["p_mt"]]
         if not self._all_finite(tensors):
@@ -152,12 +150,13 @@ class SCLTrainer(HubPushMixin, Trainer):
         loss = supervised
         self._record("loss/supervised", supervised)
         if mixed is not None:
-            loss = loss + self._unlabeled_terms(student_logits.float(), mixed)
+            loss = loss + self.unlabeled_loss(student_logits.float(), mixed)
         return (loss, {"logits": sup_logits}) if return_outputs else loss
 
-    def _student_logits(self, model, pixel_values: torch.Tensor, size: tuple[int, int],
-                        mixed: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Student logits on the labeled batch (at the label size) and on the mixed batch (or None)."""
+    def student_logits(self, model, pixel_values: torch.Tensor, size: tuple[int, int],
+                       mixed: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Student logits on the labeled batch (at the label size) and on the mixed batch (or None). A hook:
+        override it for a model that takes other inputs than `pixel_values`."""
         if mixed is None:
             return logits_at(model(pixel_values=pixel_values), size), None
         u_m = mixed["u_m"]
@@ -194,8 +193,9 @@ class SCLTrainer(HubPushMixin, Trainer):
         """Whether this step adds the unlabeled terms (an unlabeled weight > 0 and the warm-up is over)."""
         return self.args.uses_unlabeled and self.state.global_step >= self.args.supervised_warmup_steps
 
-    def _unlabeled_terms(self, student_logits: torch.Tensor, mixed: dict[str, torch.Tensor]) -> torch.Tensor:
-        """ramp · (λ_c·L_c + λ_sc·L_sc + λ_u·L_u) on the mixed batch; padding pixels left out (`mask_padding`)."""
+    def unlabeled_loss(self, student_logits: torch.Tensor, mixed: dict[str, torch.Tensor]) -> torch.Tensor:
+        """ramp · (λ_c·L_c + λ_sc·L_sc + λ_u·L_u) on the mixed batch (`mixed_batch`); padding pixels left out
+        (`mask_padding`); each term is logged. A hook: override it to add or replace an unlabeled term."""
         args: SCLTrainingArguments = self.args
         ramp = self.consistency_ramp()
         self._record("consistency/ramp", torch.tensor(ramp))
@@ -246,9 +246,11 @@ class SCLTrainer(HubPushMixin, Trainer):
         return logits.float().softmax(dim=1).chunk(2)
 
     @torch.no_grad()
-    def _mixed_batch(self) -> dict[str, torch.Tensor]:
+    def mixed_batch(self) -> dict[str, torch.Tensor]:
         """u_m = CutMix(u_a, u_b), the guessed label p_mt = CutMix(p_t(u_a), p_t(u_b)) with the same mask, the
-        owner map and `valid`: the pixels of u_m that are image, not padding, in the view they come from."""
+        owner map and `valid`: the pixels of u_m that are image, not padding, in the view they come from. Draws
+        the next unlabeled batch and CutMix boxes (from the trainer's generator); probes and tests call it to see
+        what one step trains on."""
         batch = self._next_unlabeled()
         u_a, u_b = batch["pixel_values_a"], batch["pixel_values_b"]
         boxes = sample_cutmix_boxes(u_a.shape[0], u_a.shape[2], u_a.shape[3], num_boxes=self.args.cutmix_boxes,
@@ -271,7 +273,8 @@ class SCLTrainer(HubPushMixin, Trainer):
             try:
                 pairs.append(next(self._unlabeled_iter))
             except StopIteration:
-                raise RuntimeError("the unlabeled stream ended; make it endless (UnlabeledPairStream(max_epochs=None))") from None
+                raise RuntimeError("the unlabeled stream ended; make it endless "
+                                   "(UnlabeledPairStream(max_epochs=None))") from None
         batch = {key: torch.stack([p[key] for p in pairs]).to(self.args.device, non_blocking=True)
                  for key in pairs[0] if isinstance(pairs[0][key], torch.Tensor)}
         for view in ("a", "b"):
@@ -404,32 +407,19 @@ class SCLTrainer(HubPushMixin, Trainer):
             self._push_from_checkpoint(folder)
 
     def _save_scl_state(self, folder: str) -> None:
-        rank_state = {"generator": self.generator.get_state(), "nonfinite_in_a_row": self._nonfinite_in_a_row}
-        if self.unlabeled_dataset is not None and hasattr(self.unlabeled_dataset, "state_dict"):
-            rank_state["unlabeled"] = json.dumps(self.unlabeled_dataset.state_dict())
-        path = os.path.join(folder, RANK_STATE.format(rank=self.args.process_index))
-        atomic_write(path, lambda p: torch.save(rank_state, p))
+        stream = self.unlabeled_dataset if hasattr(self.unlabeled_dataset, "state_dict") else None
+        rank = self.args.process_index
+        save_rank_state(folder, rank, generator=self.generator, nonfinite=self._nonfinite_in_a_row, stream=stream)
         if self.args.should_save:
-            weights = {k: v.contiguous() for k, v in self.teacher.model.state_dict().items()}
-            # format=pt: the metadata transformers checks when this file is loaded as a model.safetensors
-            atomic_write(os.path.join(folder, TEACHER_WEIGHTS), lambda p: save_file(weights, p, {"format": "pt"}))
-            atomic_write(os.path.join(folder, TEACHER_STATE), lambda p: write_json(p, {"step": self.teacher.step}))
+            save_teacher(folder, self.teacher)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         check_checkpoint_complete(resume_from_checkpoint)
-        # Read to the CPU; load_state_dict copies onto the teacher's device. (safetensors rejects "cpu:0", which
-        # is args.device of every CPU process in a multi-process run.)
-        weights = load_file(os.path.join(resume_from_checkpoint, TEACHER_WEIGHTS))
-        with open(os.path.join(resume_from_checkpoint, TEACHER_STATE)) as f:
-            self.teacher.load_state_dict({"model": weights, "step": json.load(f)["step"]})
-        path = os.path.join(resume_from_checkpoint, RANK_STATE.format(rank=self.args.process_index))
-        rank_state = torch.load(path, weights_only=True)  # tensors, ints and a JSON string: no pickled code
-        self.generator.set_state(rank_state["generator"])
-        self._nonfinite_in_a_row = int(rank_state["nonfinite_in_a_row"])
-        if "unlabeled" in rank_state and self.unlabeled_dataset is not None:
-            self.unlabeled_dataset.load_state_dict(json.loads(rank_state["unlabeled"]))
-            self._unlabeled_iter = None
+        load_teacher(resume_from_checkpoint, self.teacher)
+        self._nonfinite_in_a_row = load_rank_state(resume_from_checkpoint, self.args.process_index,
+                                                   generator=self.generator, stream=self.unlabeled_dataset)
+        self._unlabeled_iter = None  # a new iterator starts where the loaded stream state says
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         """`resume_from_checkpoint`: True = the newest complete checkpoint of `output_dir`; a path; or a Hub repo
@@ -456,7 +446,8 @@ class SCLTrainer(HubPushMixin, Trainer):
                  + (f", confidence {a.consistency_confidence_threshold:g})" if a.consistency_confidence_threshold
                     else ")"),
                  f"λ_sc={a.structured_consistency_weight:g}", f"λ_u={a.pseudo_label_weight:g}",
-                 f"boxes={a.cutmix_boxes}", f"pairs={getattr(self.unlabeled_dataset, 'pair_mode', 'as streamed')}", f"ema={a.ema_decay:g}",
+                 f"boxes={a.cutmix_boxes}", f"pairs={getattr(self.unlabeled_dataset, 'pair_mode', 'as streamed')}",
+                 f"ema={a.ema_decay:g}",
                  f"padding {'masked' if a.mask_padding else 'kept'}"]
         return "SCLTrainer: " + ", ".join(parts)
 

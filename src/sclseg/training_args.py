@@ -25,7 +25,9 @@ class SCLTrainingArguments(TrainingArguments):
     `structured_consistency_weight=0`; + consistency: `structured_consistency_weight=0`; no EMA: `ema_decay=0`."""
 
     # --- the method (paper eq. 1, 4, 10) ---
-    consistency_weight: float = field(default=20.0, metadata=_help("λ_c, weight of the pixel consistency L_c (paper: 20)."))
+    consistency_weight: float = field(
+        default=20.0, metadata=_help("λ_c, weight of the pixel consistency L_c (paper: 20).")
+    )
     structured_consistency_weight: float = field(
         default=3.0, metadata=_help("λ_sc, weight of the structured consistency L_sc (paper: 3).")
     )
@@ -46,7 +48,8 @@ class SCLTrainingArguments(TrainingArguments):
                        "core; 1 there); 0 = off (the paper)."),
     )
     pseudo_label_threshold: float = field(
-        default=0.95, metadata=_help("Teacher confidence a pixel needs to get a pseudo-label (FixMatch, UniMatch: 0.95).")
+        default=0.95,
+        metadata=_help("Teacher confidence a pixel needs to get a pseudo-label (FixMatch, UniMatch: 0.95)."),
     )
     mask_padding: bool = field(
         default=True,
@@ -79,19 +82,24 @@ class SCLTrainingArguments(TrainingArguments):
     max_pairs: int | None = field(
         default=9000, metadata=_help("N_pair, pixel pairs sampled per box for L_sc (paper: 9000); None = all pairs.")
     )
-    ema_decay: float = field(default=0.999, metadata=_help("Teacher EMA decay d (paper: 0.999); 0 = teacher is the student."))
+    ema_decay: float = field(
+        default=0.999, metadata=_help("Teacher EMA decay d (paper: 0.999); 0 = teacher is the student.")
+    )
     ema_warmup: bool = field(default=False, metadata=_help("Use d_t = min(1 - 1/(t+1), d) (Mean Teacher warm-up)."))
     eval_with_teacher: bool = field(
         default=True, metadata=_help("Evaluate and save the EMA teacher (paper Table 3: best); False = the student.")
     )
     # --- labeled loss (paper eq. 2, Zhu et al. 2019) ---
-    relaxation_window: int = field(default=3, metadata=_help("Boundary relaxation window w (paper: 3); 1 = cross-entropy."))
+    relaxation_window: int = field(
+        default=3, metadata=_help("Boundary relaxation window w (paper: 3); 1 = cross-entropy.")
+    )
     class_weight_bound: float = field(
         default=0.0, metadata=_help("Per-image class weights 1 + bound·(1 - f_c); NVIDIA's Cityscapes recipe: 1.0.")
     )
     strict_classes: list[int] = field(
         default_factory=list,
-        metadata=_help(f"Train ids kept one-hot by the relaxation; NVIDIA's Cityscapes recipe: {NVIDIA_STRICT_CLASSES}."),
+        metadata=_help("Train ids kept one-hot by the relaxation; NVIDIA's Cityscapes recipe: "
+                       f"{NVIDIA_STRICT_CLASSES}."),
     )
     relaxation_off_fraction: float | None = field(
         default=None,
@@ -107,13 +115,19 @@ class SCLTrainingArguments(TrainingArguments):
     learning_rate: float = field(default=0.002, metadata=_help("Initial learning rate (paper: 0.002)."))
     weight_decay: float = field(default=0.001, metadata=_help("Weight decay (paper: 0.001)."))
     optim: str = field(default="sgd", metadata=_help("Optimizer (paper: SGD with momentum 0.9)."))
-    optim_args: str | None = field(default="momentum=0.9", metadata=_help("Optimizer arguments (paper: momentum=0.9)."))
-    lr_scheduler_type: str = field(default="polynomial", metadata=_help("Schedule (paper: polynomial, power 1.0, per step)."))
+    optim_args: str | None = field(
+        default="momentum=0.9", metadata=_help("Optimizer arguments (paper: momentum=0.9).")
+    )
+    lr_scheduler_type: str = field(
+        default="polynomial", metadata=_help("Schedule (paper: polynomial, power 1.0, per step).")
+    )
     lr_scheduler_kwargs: dict | str | None = field(
         default_factory=lambda: {"power": 1.0, "lr_end": 0.0},
         metadata=_help("Scheduler arguments (paper: power 1.0, decaying to 0)."),
     )
-    max_grad_norm: float = field(default=0.0, metadata=_help("Gradient clipping norm; 0 = none (paper, NVIDIA: none)."))
+    max_grad_norm: float = field(
+        default=0.0, metadata=_help("Gradient clipping norm; 0 = none (paper, NVIDIA: none).")
+    )
     # --- resuming (TrainingArguments' field, read by recipes/train_scl.py; SCLTrainer.train accepts the same) ---
     resume_from_checkpoint: str | None = field(
         default=None,
@@ -121,8 +135,12 @@ class SCLTrainingArguments(TrainingArguments):
                        "default: hub_revision, else main) whose last-checkpoint/ (pushed with --hub_strategy "
                        "checkpoint) is downloaded to OUTPUT_DIR/_hub_resume/ and resumed. An existing path wins."),
     )
-    remove_unused_columns: bool = field(default=False, metadata=_help("Kept off: items carry image ids besides tensors."))
-    batch_eval_metrics: bool = field(default=True, metadata=_help("Confusion matrix accumulated per batch (never all logits)."))
+    remove_unused_columns: bool = field(
+        default=False, metadata=_help("Kept off: items carry image ids besides tensors.")
+    )
+    batch_eval_metrics: bool = field(
+        default=True, metadata=_help("Confusion matrix accumulated per batch (never all logits).")
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -135,14 +153,16 @@ class SCLTrainingArguments(TrainingArguments):
             (self.consistency_rampup_steps >= 0, "consistency_rampup_steps must be >= 0"),
             (self.supervised_warmup_steps >= 0, "supervised_warmup_steps must be >= 0"),
             (self.consistency_reduction in ("mean", "sum"), "consistency_reduction must be 'mean' or 'sum'"),
-            (0.0 <= self.consistency_confidence_threshold <= 1.0, "consistency_confidence_threshold must lie in [0, 1]"),
+            (0.0 <= self.consistency_confidence_threshold <= 1.0,
+             "consistency_confidence_threshold must lie in [0, 1]"),
             (self.pseudo_label_weight >= 0, "pseudo_label_weight must be >= 0"),
             (0.0 <= self.pseudo_label_threshold <= 1.0, "pseudo_label_threshold must lie in [0, 1]"),
             (self.cutmix_boxes >= 1, "cutmix_boxes must be >= 1"),
             (1 <= self.structured_boxes <= self.cutmix_boxes, "structured_boxes must lie in [1, cutmix_boxes]"),
             (self.max_pairs is None or self.max_pairs >= 1, "max_pairs must be >= 1 or None"),
             (0.0 <= self.ema_decay <= 1.0, "ema_decay must lie in [0, 1]"),
-            (self.relaxation_window >= 1 and self.relaxation_window % 2 == 1, "relaxation_window must be odd and >= 1"),
+            (self.relaxation_window >= 1 and self.relaxation_window % 2 == 1,
+             "relaxation_window must be odd and >= 1"),
             (self.class_weight_bound >= 0, "class_weight_bound must be >= 0"),
             (self.relaxation_off_fraction is None or 0.0 <= self.relaxation_off_fraction <= 1.0,
              "relaxation_off_fraction must lie in [0, 1] or be None"),

@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         if args.backbone_only:
             model = convert_wider_resnet38(args.checkpoint)
         else:
-            model = convert_deepwv3plus(args.checkpoint, DeepLabV3PlusConfig(**_label_maps(args.num_labels, args.id2label)))
+            model = convert_deepwv3plus(args.checkpoint,
+                                        DeepLabV3PlusConfig(**_label_maps(args.num_labels, args.id2label)))
     except (CheckpointError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
     args.output_dir.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ from .cityscapes import CityscapesDataset, CityscapesItem, read_label
 from .labels import NUM_CLASSES
 
 # Rare classes whose coarse (train_extra) centroids join the pools: truck, bus, train, wall, rider, motorcycle,
-# fence (NVIDIA `--coarse_boost_classes 14,15,16,3,12,17,4`, DESIGN §1).
+# fence (NVIDIA `--coarse_boost_classes 14,15,16,3,12,17,4`).
 COARSE_BOOST_CLASSES: tuple[int, ...] = (14, 15, 16, 3, 12, 17, 4)
 _CACHE_VERSION = 1  # bump when the centroid definition or the file format changes
 

@@ -262,7 +262,7 @@ class TrainTransform:
             0.15 + U[0, 1) * 1.15, i.e. [0.15, 1.3).
         blur_prob: probability of blurring. Default 1.0: NVIDIA's `RandomGaussianBlur`, enabled by `--gblur`
             in its Cityscapes WideResNet38 script, blurs every training image; neither the SCL paper (it only
-            says "augmentation used in Zhu et al.") nor DESIGN §1 gives a probability. Set 0.5 for the
+            says "augmentation used in Zhu et al.") nor Zhu et al. give a probability. Set 0.5 for the
             variant some reimplementations use.
         interpolation: "bilinear" or "bicubic" for the image (labels always take the nearest pixel).
         mean, std: normalisation statistics (ImageNet, the backbone's pretraining).

@@ -2,9 +2,10 @@
 
 Each process takes every `world_size`-th image (rank, rank + world, ...), predicts it with
 `predict_probabilities` (whole / sliding / flip / scales), adds the argmax to a `ConfusionMatrix` and drops the
-probabilities; at the end the C×C counts are summed over processes (DESIGN §4: never gather full-resolution
-logits). With one process it is a plain loop; under `accelerate launch` the process group must already be
-initialised (e.g. by `accelerate.PartialState()`), which `sclseg evaluate` does.
+probabilities; at the end the C×C counts are summed over processes (gathering full-resolution
+logits would cost 19 × 1024 × 2048 floats per image and process). With one process it is a plain loop; under
+`accelerate launch` the process group must already be initialised (e.g. by `accelerate.PartialState()`), which
+`sclseg evaluate` does.
 """
 
 from __future__ import annotations
@@ -81,9 +82,9 @@ def load_model_and_processor(name_or_path: str | Path, **kwargs) -> tuple[nn.Mod
 
 def predict_train_ids(model: nn.Module, processor, image: np.ndarray, options: InferenceOptions,
                       device: torch.device | str = "cpu") -> np.ndarray:
-    """(H, W, 3) uint8 RGB image → (H, W) uint8 predicted class ids (int32 above 255 classes) (train ids for Cityscapes models) at the
-    image size. The processor normalises (and may resize: the probabilities are then resized back to the image
-    size, bilinear with align_corners=True like the model, before the argmax)."""
+    """(H, W, 3) uint8 RGB image → (H, W) uint8 predicted class ids (int32 above 255 classes) (train ids for Cityscapes
+    models) at the image size. The processor normalises (and may resize: the probabilities are then resized back to the
+    image size, bilinear with align_corners=True like the model, before the argmax)."""
     pixel_values = processor(images=[image], return_tensors="pt")["pixel_values"].to(device)
     probs = predict_probabilities(model, pixel_values, mode=options.mode, tile=options.tile, stride=options.stride,
                                   flip=options.flip, scales=options.scales, batch_size=options.batch_size,

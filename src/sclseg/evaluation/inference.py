@@ -5,7 +5,7 @@ scales 0.5/1.0/2.0) written so that every pixel is an exact average:
 
 - Sliding windows: stride ⌈2/3·tile⌉ by default (1024 → 683), windows on a regular grid whose last window is
   snapped to the border, so windows never leave the image and nothing is padded. Each pixel's summed
-  probabilities are divided by the number of windows that really cover it. (DESIGN §4: the count in NVIDIA's
+  probabilities are divided by the number of windows that really cover it. (The count in NVIDIA's
   semantic-segmentation code is wrong; with a true count a constant model gives back its constant, which
   tests/test_inference.py checks.)
 - A dimension smaller than the tile uses a window of the whole dimension (a 512×1024 image with tile 1024 is

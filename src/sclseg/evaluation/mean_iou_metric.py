@@ -1,6 +1,6 @@
 """`SCLMeanIoU`: an `evaluate.Metric` that scores segmentation maps with `ConfusionMatrix`, without the Hub.
 
-`evaluate.load("mean_iou")` downloads its script from the Hub and fails offline (DESIGN §6); this class is
+`evaluate.load("mean_iou")` downloads its script from the Hub and fails offline; this class is
 instantiated directly instead and gives the same numbers as `ConfusionMatrix` (a test checks it):
 
     metric = SCLMeanIoU()

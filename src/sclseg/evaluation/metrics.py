@@ -1,7 +1,7 @@
 """Confusion matrix over C classes and the scores read from it: IoU per class, mIoU, pixel and mean accuracy.
 
-Conventions (DESIGN §4, the Cityscapes protocol): rows are ground truth, columns predictions; pixels whose
-target is `ignore_index` (255 in Cityscapes train ids) or −100 (what Trainer pads labels with) are left out;
+Conventions (the Cityscapes protocol, as in `cityscapesscripts`): rows are ground truth, columns predictions; pixels
+whose target is `ignore_index` (255 in Cityscapes train ids) or −100 (what Trainer pads labels with) are left out;
 IoU_c = TP / (TP + FP + FN); the mIoU is the mean over classes present in the ground truth or the predictions,
 so a class absent from both (union 0) is NaN and does not count. Everything stays on the tensors' device
 (torch.bincount); only the C×C counts ever cross processes.

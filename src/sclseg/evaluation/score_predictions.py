@@ -1,4 +1,5 @@
-"""Score a folder of Cityscapes-server-format predictions (labelIds PNGs) against gtFine: `sclseg evaluate-predictions`.
+"""Score a folder of Cityscapes-server-format predictions (labelIds PNGs) against gtFine:
+`sclseg evaluate-predictions`.
 
 Matching follows `cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling`: the prediction of ground-truth
 `<city>_<seq>_<frame>_gtFine_labelIds.png` is the one PNG anywhere under the prediction folder (flat or per city)

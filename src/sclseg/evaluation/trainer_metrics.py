@@ -16,7 +16,8 @@ from transformers import EvalPrediction
 from .metrics import confusion_matrix, scores_from_confusion
 
 
-def per_image_confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+def per_image_confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                        ignore_index: int = 255) -> torch.Tensor:
     """pred, target: (B, H, W) integer → (B, C, C) int64 confusion matrices (rows target, columns prediction)."""
     return torch.stack([confusion_matrix(p, t, num_classes, ignore_index) for p, t in zip(pred, target)])
 
@@ -30,7 +31,8 @@ class SegmentationMetrics:
 
     Returns (on the last batch) `mean_iou`, `pixel_accuracy`, `mean_accuracy` and `iou_<class name>` per class;
     Trainer prefixes them with `eval_`. Classes absent from both ground truth and predictions have no IoU
-    entry and do not count in the mean (DESIGN §4).
+    entry and do not count in the mean (an IoU of 0/0 is undefined,
+    as in `cityscapesscripts`).
     """
 
     def __init__(self, num_classes: int, id2label: Mapping[int, str] | None = None) -> None:

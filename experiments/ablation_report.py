@@ -1,4 +1,4 @@
-"""Tables and plots of `benchmarks/ablation.py`'s runs: results.json, results.md and PNGs in the results folder.
+"""Tables and plots of `experiments/ablation.py`'s runs: results.json, results.md and PNGs in the results folder.
 
 Two mIoU figures per run: over all 19 classes (what `sclseg evaluate` prints) and over the benchmark's *scored*
 classes, those that supervised training with every label learns at 128x256 (IoU >= `LEARNABLE_IOU` for (a) at

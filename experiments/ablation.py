@@ -1,10 +1,10 @@
 """Semi-supervised ablation on the embedded synthetic Cityscapes: SCL, the paper's ablations and two known-good
 reference methods, against supervised training, at 1/16, 1/8 and 1/4 of the labels.
 
-    python benchmarks/ablation.py                 # the full run (~1 h on 2 CPU cores)
-    python benchmarks/ablation.py --curve         # only the supervised curve that fixed the benchmark's design
-    python benchmarks/ablation.py --quick         # a short version (1 seed, fewer steps, fewer images)
-    python benchmarks/ablation.py --report-only   # rebuild tables and plots from finished runs
+    python experiments/ablation.py                 # the full run (~1 h on 2 CPU cores)
+    python experiments/ablation.py --curve         # only the supervised curve that fixed the benchmark's design
+    python experiments/ablation.py --quick         # a short version (1 seed, fewer steps, fewer images)
+    python experiments/ablation.py --report-only   # rebuild tables and plots from finished runs
 
 Protocol, as in the paper (which fine-tunes NVIDIA's supervised model): per labeled set, one supervised model is
 trained first (`pretrain_steps`, seed 0, labeled images only); every variant starts from it and trains `steps`
@@ -82,7 +82,8 @@ SWEEP = ("a_supervised", "cutmix_seg", "b_consistency", "c_scl", "d_scl_no_ema")
 # full size, so blur is off and the labeled loss is plain cross-entropy; SGD lr 0.05 for the from-scratch
 # pretraining (the paper's 0.002 fine-tunes an ImageNet/Mapillary model), 0.01 for the fine-tuning stage.
 BENCH_FLAGS = {"--blur_prob": "0", "--relaxation_window": "1", "--ema_decay": "0.99"}
-FULL = {"protocol": "fine-tune", "warmup_steps": 0, "size": (128, 256), "train": 64, "val": 64, "extra": 512, "pretrain_steps": 1500, "steps": 300,
+FULL = {"protocol": "fine-tune", "warmup_steps": 0, "size": (128, 256), "train": 64, "val": 64, "extra": 512,
+        "pretrain_steps": 1500, "steps": 300,
         "pretrain_lr": 0.05, "lr": 0.01, "seeds": (0, 1, 2), "crop": 128, "fractions": ("1/16", "1/8", "1/4"),
         "curve_fractions": ("1/16", "1/8", "1/4", "1/1"), "main_fraction": "1/16", "evals": 3}
 # Protocol "one-run" (`--one-run`): the same 1800-step budget from scratch, the unlabeled terms on for the second
@@ -235,7 +236,8 @@ def parse_cli() -> argparse.Namespace:
     parser.add_argument("--one-run", action="store_true", help="protocol 'one-run': from scratch, unlabeled terms "
                         "on after a supervised warm-up, no shared pretraining (see ONE_RUN)")
     parser.add_argument("--curve", action="store_true", help="only the supervised curve (variant (a), all fractions)")
-    parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/ablation[-quick])")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results folder (default experiments/results/ablation[-quick])")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each (default 2)")
     parser.add_argument("--steps", type=int, default=None, help="override the optimizer steps per run")
     parser.add_argument("--pretrain-steps", type=int, default=None, help="override the supervised pretraining steps")
@@ -262,7 +264,7 @@ def main() -> None:
     if cli.fractions is not None:
         setup["main_fraction"] = cli.fractions[0]
     name = "ablation" + ("-one-run" if cli.one_run else "") + ("-quick" if cli.quick else "")
-    out = cli.out or ROOT / "benchmarks" / "results" / name
+    out = cli.out or ROOT / "experiments" / "results" / name
     for sub in ("runs", "logs", "work"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -272,7 +274,7 @@ def main() -> None:
 
     results = [json.loads(path.read_text()) for path in sorted(out.glob("runs/*.json"))
                if not path.name.startswith("pretrain_")]  # every finished run in the folder, probes included
-    curve = ROOT / "benchmarks" / "results" / ("ablation-quick" if cli.quick else "ablation") / "results.json"
+    curve = ROOT / "experiments" / "results" / ("ablation-quick" if cli.quick else "ablation") / "results.json"
     classes = json.loads(curve.read_text())["scored_classes"] if setup["protocol"] == "one-run" else None
     write_report(results, setup, out, wall_s=time.perf_counter() - started, environment=environment(),
                  labels=LABELS, sweep=SWEEP, classes=classes)

@@ -1,6 +1,6 @@
 """How much a teacher's own prediction on a CutMix image u_m differs from its guessed label p_mt (RESULTS.md).
 
-    python benchmarks/cutmix_context.py MODEL_DIR [--data-root data/ablation] [--crop 128] [--pairs 40]
+    python experiments/cutmix_context.py MODEL_DIR [--data-root data/ablation] [--crop 128] [--pairs 40]
 
 p_mt = CutMix(p_t(u_a), p_t(u_b)) is what the student must predict from u_m. Where the teacher itself, given u_m,
 predicts another class, the target asks for what the image no longer shows (the context came from the other
