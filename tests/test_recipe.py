@@ -45,6 +45,15 @@ def test_recipe_trains_evaluates_and_exports(tiny_cityscapes, tmp_path):
     assert len(json.loads((out / "train_image_ids_rank0.json").read_text())) == 4  # 2 steps × 2 images
 
 
+def test_one_labeled_image_trains(tiny_cityscapes, tmp_path):
+    # 1/8 of the 8 train images is one image: each batch of 2 must still hold 2 crops (BatchNorm's image pooling
+    # fails on a batch of one), which the epoch rounded up to whole batches gives.
+    argv = ["--data_root", str(tiny_cityscapes), "--output_dir", str(tmp_path / "one"), "--max_steps", "2", *TINY,
+            "--labeled_fraction", "1/8", "--supervised_warmup_steps", "2", "--max_eval_samples", "1"]
+    run(*parse_arguments(argv))
+    assert len(json.loads((tmp_path / "one" / "train_image_ids_rank0.json").read_text())) == 4
+
+
 def test_flags_override_the_config(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("max_steps: 7\nstrict_classes: [5, 6]\nsynthetic: true\nlr_scheduler_kwargs: {power: 1.0}\n")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -218,6 +219,14 @@ def build_unlabeled(data_args: DataArguments, args: SCLTrainingArguments, unlabe
                                world_size=args.world_size, prefetch=data_args.unlabeled_prefetch)
 
 
+def full_batches(num_labeled: int, args: SCLTrainingArguments) -> int:
+    """Samples per epoch: the labeled count rounded up to whole global batches. A last batch of one image would
+    stop training in BatchNorm (the image-pooling branch sees 1 value per channel): 5 labeled images in batches
+    of 4, or 1 labeled image, did. The extra samples are random crops of images `i % num_labeled`."""
+    batch = args.per_device_train_batch_size * max(args.world_size, 1)
+    return math.ceil(num_labeled / batch) * batch
+
+
 def build_datasets(data_args: DataArguments, args: SCLTrainingArguments):
     labeled, unlabeled_train = labeled_and_unlabeled_items(data_args)
     transform = TrainTransform(data_args.crop_size, scale_range=tuple(data_args.scale_range),
@@ -225,7 +234,8 @@ def build_datasets(data_args: DataArguments, args: SCLTrainingArguments):
     extra = list_split(data_args.data_root, "train_extra") if data_args.use_coarse else []
     with args.main_process_first(desc="class centroids"):  # computed once, cached next to the data
         train = ClassUniformDataset(labeled, transform, extra_items=extra, pct=data_args.class_uniform_pct,
-                                    tile_size=data_args.class_uniform_tile, seed=args.seed)
+                                    tile_size=data_args.class_uniform_tile, seed=args.seed,
+                                    epoch_size=full_batches(len(labeled), args))
     eval_items = list_split(data_args.data_root, data_args.eval_split)[: data_args.max_eval_samples]
     evaluation = CityscapesDataset(eval_items, EvalTransform())
     unlabeled = build_unlabeled(data_args, args, unlabeled_train, transform) if args.uses_unlabeled else None
