@@ -342,10 +342,9 @@ class HubPushMixin:
         (automatic pushes only warn)."""
         if self.hub_model_id is None:
             self.init_hf_repo(token=token, private=private)
-        self._export(self.args.output_dir)
+        self._export(self.args.output_dir)  # writes the card too
         if not self.is_world_process_zero():
             return None
-        self.create_model_card(**kwargs)
         self.callback_handler.on_push_begin(self.args, self.state, self.control)
         self._finish_current_push()
         return self._upload(self.args.output_dir, None, commit_message or "End of training", blocking=blocking,

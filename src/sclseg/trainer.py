@@ -371,8 +371,8 @@ class SCLTrainer(HubPushMixin, Trainer):
         return {}
 
     def _export(self, output_dir: str) -> None:
-        """The model users load: the teacher (or the student with `eval_with_teacher=False`) + processor, and
-        (in `output_dir` itself) the model card."""
+        """The model users load into `output_dir`: the teacher (or the student with `eval_with_teacher=False`),
+        the processor and the model card."""
         self._write_card(output_dir)
         if not self.args.eval_with_teacher:
             return super().save_model(output_dir, _internal_call=True)
