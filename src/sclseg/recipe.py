@@ -16,6 +16,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+from accelerate import PartialState
 from PIL import Image
 from transformers import AutoModelForSemanticSegmentation, HfArgumentParser, enable_full_determinism, set_seed
 
@@ -26,6 +27,7 @@ from .data import (
 )
 from .data.labels import colorize
 from .models import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, SCLImageProcessor, WideResNetConfig
+from .process_group import leave_process_group_together
 from .trainer import SCLTrainer
 from .training_args import SCLTrainingArguments
 
@@ -301,6 +303,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: SCLTrainingA
                                     data_args.num_prediction_images)
         _report(args.output_dir, metrics, Path(args.output_dir) / "README.md", pictures, trainer.hub_model_id,
                 trainer.method_summary())
+    leave_process_group_together(PartialState())
     return metrics
 
 

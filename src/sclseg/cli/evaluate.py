@@ -121,17 +121,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from accelerate import PartialState
 
+    from sclseg.process_group import leave_process_group_together
+
     card_folder = _check_card_target(args)
     options = inference_options(args)
     state = PartialState(cpu=not torch.cuda.is_available())  # joins the process group under accelerate launch
-    try:
-        return _evaluate(args, state, options, card_folder)
-    finally:
-        # Leave the process group together: a rank exiting with it alive while rank 0 still writes aborted
-        # ("terminate called without an active exception") in about 1 of 4 two-process runs.
-        if state.num_processes > 1:
-            state.wait_for_everyone()
-            state.destroy_process_group()
+    code = _evaluate(args, state, options, card_folder)
+    leave_process_group_together(state)
+    return code
 
 
 def _evaluate(args: argparse.Namespace, state, options, card_folder: Path | None) -> int:
