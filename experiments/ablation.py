@@ -67,12 +67,24 @@ PROBES: dict[str, dict[str, str]] = {
     "c_scl_separate_bn": {**SEMI, "--joint_student_forward": "false"},
     # Padding kept in the unlabeled losses.
     "c_scl_padding_kept": {**SEMI, "--mask_padding": "false"},
+    # (b) and (c) with per-step diagnostics (diagnostics.py: the teacher's and the student's accuracy on the
+    # unlabeled pixels, the relation error of p_mt, each term's gradient norm); training unchanged.
+    "b_consistency_diag": {**SEMI, "--structured_consistency_weight": "0", "--term_gradient_norm_steps": "10"},
+    "c_scl_diag": {**SEMI, "--term_gradient_norm_steps": "10"},
+    # The oracle: the guessed label is the truth of the unlabeled images. Does λ_sc·L_sc hurt with right targets?
+    "b_consistency_oracle": {**SEMI, "--structured_consistency_weight": "0", "--term_gradient_norm_steps": "10"},
+    "c_scl_oracle": {**SEMI, "--term_gradient_norm_steps": "10"},
 }
+# Probes that train on `diagnostics.LabeledPairs` with `DiagnosticTrainer`: variant -> oracle.
+DIAGNOSED = {"b_consistency_diag": False, "c_scl_diag": False, "b_consistency_oracle": True, "c_scl_oracle": True}
 LABELS = {"a_supervised": "(a) supervised", "cutmix_seg": "CutMix-Seg mean teacher (French et al.)",
           "fixmatch": "FixMatch pseudo-labels (UniMatch's core)", "b_consistency": "(b) + pixel consistency",
           "c_scl": "(c) + structured consistency (SCL)", "d_scl_no_ema": "(d) SCL without EMA",
           "c_scl_sum": "probe: (c) with the class-sum L_c", "c_scl_separate_bn": "probe: (c) with separate forwards",
-          "c_scl_padding_kept": "probe: (c) without the padding mask"}
+          "c_scl_padding_kept": "probe: (c) without the padding mask",
+          "b_consistency_diag": "probe: (b) with diagnostics", "c_scl_diag": "probe: (c) with diagnostics",
+          "b_consistency_oracle": "probe: (b) with the truth as guessed label",
+          "c_scl_oracle": "probe: (c) with the truth as guessed label"}
 # Only these variants are run at every fraction; the rest at the main fraction.
 SWEEP = ("a_supervised", "cutmix_seg", "b_consistency", "c_scl", "d_scl_no_ema")
 
@@ -95,14 +107,15 @@ QUICK = {**FULL, "size": (96, 192), "train": 32, "val": 16, "extra": 64, "pretra
          "main_fraction": "1/8", "evals": 2}
 
 
-def run_specs(setup: dict, variants: list[str], curve_only: bool = False) -> list[dict]:
-    """The supervised curve (variant (a) at every curve fraction), then every variant at the main fraction and
-    the sweep's variants at the other fractions."""
-    specs = [{"variant": "a_supervised", "fraction": f, "seed": s} for f in setup["curve_fractions"]
+def run_specs(setup: dict, variants: list[str], curve_only: bool = False, with_curve: bool = True) -> list[dict]:
+    """The supervised curve (variant (a) at every curve fraction; skipped with `with_curve=False`), then every
+    variant at the main fraction and the sweep's variants at the other fractions."""
+    curve_fractions = setup["curve_fractions"] if with_curve else ()
+    specs = [{"variant": "a_supervised", "fraction": f, "seed": s} for f in curve_fractions
              for s in setup["seeds"]]
     if curve_only:
         return specs
-    in_curve = setup["main_fraction"] in setup["curve_fractions"]
+    in_curve = setup["main_fraction"] in curve_fractions
     specs += [{"variant": v, "fraction": setup["main_fraction"], "seed": s} for v in variants
               if not (in_curve and v == "a_supervised") for s in setup["seeds"]]
     for fraction in setup["fractions"]:
@@ -168,17 +181,29 @@ def one_run_flags(spec: dict, setup: dict, data_root: Path, output_dir: Path) ->
     return [item for pair in {**BASE, **flags}.items() for item in pair]
 
 
-def build_trainer(flags: list[str]):
-    """The recipe's model, data and `SCLTrainer` for `flags` (no training); returns (trainer, labeled count)."""
+def build_trainer(flags: list[str], variant: str = "a_supervised"):
+    """The recipe's model, data and `SCLTrainer` for `flags` (no training); returns (trainer, labeled count).
+    A `DIAGNOSED` variant gets a `DiagnosticTrainer` on the same unlabeled images with their labels."""
     from sclseg import SCLImageProcessor, SCLTrainer
     from sclseg.recipe import build_datasets, build_model, parse_arguments
 
     model_args, data_args, args = parse_arguments(flags)
     model = build_model(model_args)
     train, evaluation, unlabeled, num_labeled = build_datasets(data_args, args)
-    trainer = SCLTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
-                         unlabeled_dataset=unlabeled, processing_class=SCLImageProcessor())
-    return trainer, num_labeled
+    kwargs = {"model": model, "args": args, "train_dataset": train, "eval_dataset": evaluation,
+              "processing_class": SCLImageProcessor()}
+    if variant not in DIAGNOSED:
+        return SCLTrainer(unlabeled_dataset=unlabeled, **kwargs), num_labeled
+    from diagnostics import DiagnosticTrainer, LabeledPairs
+
+    from sclseg.data import TrainTransform, list_split
+    from sclseg.recipe import labeled_and_unlabeled_items
+
+    items = list(labeled_and_unlabeled_items(data_args)[1]) + list_split(data_args.data_root, "train_extra")
+    transform = TrainTransform(data_args.crop_size, scale_range=tuple(data_args.scale_range),
+                               blur_prob=data_args.blur_prob)
+    pairs = LabeledPairs(items, transform, pair_mode=data_args.unlabeled_pair_mode, seed=args.seed)
+    return DiagnosticTrainer(unlabeled_dataset=pairs, oracle=DIAGNOSED[variant], **kwargs), num_labeled
 
 
 def check_unlabeled_terms_ran(uses_unlabeled: bool, log_history: list[dict], spec: dict) -> None:
@@ -197,7 +222,7 @@ def worker(spec_json: str) -> None:
     torch.set_num_threads(1)
     job = json.loads(spec_json)
     start = time.perf_counter()
-    trainer, num_labeled = build_trainer(job["flags"])
+    trainer, num_labeled = build_trainer(job["flags"], job["spec"]["variant"])
     trainer.train()
     check_unlabeled_terms_ran(trainer.args.uses_unlabeled, trainer.state.log_history, job["spec"])
     metrics = trainer.evaluate()
@@ -236,6 +261,8 @@ def parse_cli() -> argparse.Namespace:
     parser.add_argument("--one-run", action="store_true", help="protocol 'one-run': from scratch, unlabeled terms "
                         "on after a supervised warm-up, no shared pretraining (see ONE_RUN)")
     parser.add_argument("--curve", action="store_true", help="only the supervised curve (variant (a), all fractions)")
+    parser.add_argument("--no-curve", action="store_true", help="skip the supervised curve's other fractions "
+                        "(probes: only the variants asked for, at the fractions asked for)")
     parser.add_argument("--out", type=Path, default=None,
                         help="results folder (default experiments/results/ablation[-quick])")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each (default 2)")
@@ -283,7 +310,7 @@ def main() -> None:
 
 def collect(setup: dict, out: Path, cli: argparse.Namespace) -> None:
     """Run every missing run of this invocation (pretraining first, then the supervised curve)."""
-    specs = run_specs(setup, cli.variants, curve_only=cli.curve)
+    specs = run_specs(setup, cli.variants, curve_only=cli.curve, with_curve=not cli.no_curve)
     from sclseg.data import ensure_synthetic_cityscapes
 
     data_root = ROOT / "data" / ("ablation-quick" if cli.quick else "ablation")

@@ -505,3 +505,41 @@ def test_the_trainer_writes_its_own_card_with_the_latest_miou(tmp_path):
     assert card.data.eval_results[0].metric_value == pytest.approx(miou, abs=5e-5)
     assert "`consistency_weight`: 5.0" in card.text and "my/images" in card.text
     assert "labeled images: 8; unlabeled images: not counted (streamed)" in card.text
+
+
+def _term_norms(tmp_path, name, **kw):
+    args = make_args(tmp_path / name, joint_student_forward=False, term_gradient_norm_steps=1,
+                     unlabeled_batch_size=2, **kw)
+    trainer = SCLTrainer(model=tiny_model(dropout=False), args=args, train_dataset=Labeled(),
+                         unlabeled_dataset=Unlabeled())
+    model = trainer.model
+    model.train()
+    items = [Labeled()[i] for i in range(2)]  # 2 images: BatchNorm's image pooling needs > 1 per forward
+    batch = {key: torch.stack([item[key] for item in items]) for key in ("pixel_values", "labels")}
+    trainer.compute_loss(model, dict(batch))
+    logged_norms = {k: float(v) for k, v in trainer._sums.items() if k.startswith("grad_norm/")}
+    model.zero_grad()  # the supervised term alone, by a plain backward: the reference for its norm
+    trainer._supervised_loss(model(pixel_values=batch["pixel_values"]).logits, batch["labels"]).backward()
+    reference = torch.stack([p.grad.pow(2).sum() for p in model.parameters() if p.grad is not None]).sum().sqrt()
+    return logged_norms, float(reference)
+
+
+def test_term_gradient_norms_are_each_weighted_terms_gradient(tmp_path):
+    norms, supervised = _term_norms(tmp_path, "w3", structured_consistency_weight=3.0)
+    assert set(norms) == {"grad_norm/supervised", "grad_norm/consistency", "grad_norm/structured"}
+    assert norms["grad_norm/supervised"] == pytest.approx(supervised, rel=1e-5) and supervised > 0
+    # Same seed, same draws: doubling λ_sc doubles its term's gradient and leaves the others.
+    doubled, _ = _term_norms(tmp_path, "w6", structured_consistency_weight=6.0)
+    assert doubled["grad_norm/structured"] == pytest.approx(2 * norms["grad_norm/structured"], rel=1e-5)
+    assert doubled["grad_norm/consistency"] == pytest.approx(norms["grad_norm/consistency"], rel=1e-6)
+    assert norms["grad_norm/structured"] > 0
+
+
+def test_term_gradient_norms_are_logged_every_n_steps_only(tmp_path):
+    args = make_args(tmp_path, max_steps=4, term_gradient_norm_steps=2)
+    trainer = SCLTrainer(model=tiny_model(), args=args, train_dataset=Labeled(), unlabeled_dataset=Unlabeled())
+    trainer.train()
+    has_norms = [("grad_norm/structured" in e) for e in trainer.state.log_history if "loss" in e]
+    assert has_norms == [True, False, True, False]  # computed at global steps 0 and 2, logged after them
+    with pytest.raises(ValueError, match="term_gradient_norm_steps"):
+        make_args(tmp_path, term_gradient_norm_steps=-1)

@@ -94,6 +94,10 @@ class SCLTrainer(HubPushMixin, Trainer):
         if args.uses_unlabeled and unlabeled_dataset is None:
             raise ValueError("consistency_weight, structured_consistency_weight or pseudo_label_weight > 0 needs "
                              "`unlabeled_dataset`; set them to 0 for supervised-only training")
+        if args.term_gradient_norm_steps and args.world_size > 1:
+            # torch.autograd.grad on a DDP-wrapped forward bypasses its gradient all-reduce bookkeeping.
+            raise ValueError("term_gradient_norm_steps needs one process; it was launched with "
+                             f"{args.world_size}")
         model = _maybe_sync_batch_norm(model, args)
         kwargs.setdefault("data_collator", segmentation_collator)
         if "compute_metrics" not in kwargs and getattr(model, "config", None) is not None:
@@ -111,6 +115,7 @@ class SCLTrainer(HubPushMixin, Trainer):
         self.add_callback(_EMAUpdate(self))
         self._nonfinite_in_a_row = 0
         self._zero = torch.zeros((), device=args.device, requires_grad=True)
+        self._weighted_terms: dict[str, torch.Tensor] = {}  # filled on steps whose term gradients are logged
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
         self.trained_image_ids: list[str] = []
@@ -149,9 +154,31 @@ class SCLTrainer(HubPushMixin, Trainer):
         self._nonfinite_in_a_row = 0
         loss = supervised
         self._record("loss/supervised", supervised)
+        self._weighted_terms = {"supervised": supervised} if self._logs_term_gradients() else {}
         if mixed is not None:
             loss = loss + self.unlabeled_loss(student_logits.float(), mixed)
+        self._record_term_gradient_norms(model)
         return (loss, {"logits": sup_logits}) if return_outputs else loss
+
+    def _logs_term_gradients(self) -> bool:
+        every = self.args.term_gradient_norm_steps
+        return every > 0 and self.state.global_step % every == 0
+
+    def _add_weighted_term(self, name: str, term: torch.Tensor) -> None:
+        if self._weighted_terms:
+            self._weighted_terms[name] = term
+
+    def _record_term_gradient_norms(self, model: nn.Module) -> None:
+        """‖∂(weighted term)/∂θ‖₂ over the student's trainable parameters, for each term of this step's loss."""
+        if not self._weighted_terms:
+            return
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        for name, term in self._weighted_terms.items():
+            grads = torch.autograd.grad(term, parameters, retain_graph=True, allow_unused=True)
+            squares = [g.float().pow(2).sum() for g in grads if g is not None]
+            norm = torch.stack(squares).sum().sqrt() if squares else torch.zeros(())
+            self._record(f"grad_norm/{name}", norm)
+        self._weighted_terms = {}
 
     def student_logits(self, model, pixel_values: torch.Tensor, size: tuple[int, int],
                        mixed: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -206,7 +233,9 @@ class SCLTrainer(HubPushMixin, Trainer):
             consistency = pixel_consistency_loss(student_probs, p_mt, reduction=args.consistency_reduction,
                                                  valid=valid)
             self._record("loss/consistency", consistency)
-            terms = terms + args.consistency_weight * consistency * self._confident_share(p_mt, valid)
+            weighted = ramp * args.consistency_weight * consistency * self._confident_share(p_mt, valid)
+            self._add_weighted_term("consistency", weighted)
+            terms = terms + weighted
         if args.structured_consistency_weight > 0:
             owner = mixed["owner"] if valid is None else mixed["owner"].masked_fill(~valid, -1)
             structured = structured_consistency_loss(
@@ -214,14 +243,18 @@ class SCLTrainer(HubPushMixin, Trainer):
                 last_boxes=args.structured_boxes, max_pairs=args.max_pairs, generator=self.generator,
             )
             self._record("loss/structured", structured)
-            terms = terms + args.structured_consistency_weight * structured
+            weighted = ramp * args.structured_consistency_weight * structured
+            self._add_weighted_term("structured", weighted)
+            terms = terms + weighted
         if args.pseudo_label_weight > 0:
             pseudo = pseudo_label_loss(student_logits, p_mt, threshold=args.pseudo_label_threshold, valid=valid)
             self._record("loss/pseudo_label", pseudo)
             # How many pixels the hard-label term trains on: the diagnostic FixMatch's threshold needs.
             self._record("pseudo_label/confident_share", _share_above(p_mt, valid, args.pseudo_label_threshold))
-            terms = terms + args.pseudo_label_weight * pseudo
-        return ramp * terms
+            weighted = ramp * args.pseudo_label_weight * pseudo
+            self._add_weighted_term("pseudo_label", weighted)
+            terms = terms + weighted
+        return terms
 
     def _confident_share(self, p_mt: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor | float:
         """French et al.'s confidence scaling of L_c: the share of (valid) pixels whose largest teacher

@@ -108,6 +108,12 @@ class SCLTrainingArguments(TrainingArguments):
     )
     # --- unlabeled batches (what the stream holds is the recipe's DataArguments) ---
     unlabeled_batch_size: int = field(default=1, metadata=_help("Unlabeled pairs per device per step (paper: 1)."))
+    term_gradient_norm_steps: int = field(
+        default=0,
+        metadata=_help("Every this many steps, log the gradient norm over the student's parameters of each loss "
+                       "term as weighted in the total (grad_norm/supervised, grad_norm/consistency, ...): how hard "
+                       "each term pushes. One extra backward per term on those steps; one process only. 0 = off."),
+    )
     max_nonfinite_steps: int = field(
         default=5, metadata=_help("Stop with an error after this many consecutive steps whose loss is NaN/inf.")
     )
@@ -168,6 +174,7 @@ class SCLTrainingArguments(TrainingArguments):
              "relaxation_off_fraction must lie in [0, 1] or be None"),
             (self.unlabeled_batch_size >= 1, "unlabeled_batch_size must be >= 1"),
             (self.max_nonfinite_steps >= 1, "max_nonfinite_steps must be >= 1"),
+            (self.term_gradient_norm_steps >= 0, "term_gradient_norm_steps must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
