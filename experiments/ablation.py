@@ -302,7 +302,8 @@ def main() -> None:
     results = [json.loads(path.read_text()) for path in sorted(out.glob("runs/*.json"))
                if not path.name.startswith("pretrain_")]  # every finished run in the folder, probes included
     curve = ROOT / "experiments" / "results" / ("ablation-quick" if cli.quick else "ablation") / "results.json"
-    classes = json.loads(curve.read_text())["scored_classes"] if setup["protocol"] == "one-run" else None
+    from_curve = setup["protocol"] == "one-run" or cli.no_curve  # no 1/1 run in this folder
+    classes = json.loads(curve.read_text())["scored_classes"] if from_curve else None
     write_report(results, setup, out, wall_s=time.perf_counter() - started, environment=environment(),
                  labels=LABELS, sweep=SWEEP, classes=classes)
     print(f"report: {out / 'results.md'}")

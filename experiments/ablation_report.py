@@ -173,9 +173,50 @@ def write_report(runs: list[dict], setup: dict, out: Path, *, wall_s: float, env
              "## Label-fraction sweep (scored mIoU, %)", "", sweep_table(summary, labels, sweep), "",
              f"## Per-class IoU at {main} (%, mean over seeds)", "", per_class_table(summary, main, labels), "",
              "## Starting points (supervised pretraining, seed 0)", "", pretrain_table(out, classes), ""]
+    if any(key.startswith("diag/") for run in runs for entry in run["log_history"] for key in entry):
+        lines += ["## Per-step diagnostics (mean over seeds of each phase's mean)", "",
+                  diagnostics_table(runs, labels, main), ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[8:]))
+
+
+DIAGNOSTICS = ("diag/teacher_accuracy", "diag/student_accuracy", "diag/teacher_relation_error",
+               "diag/student_relation_error", "grad_norm/supervised", "grad_norm/consistency",
+               "grad_norm/structured", "loss/supervised")
+
+
+def _phase_mean(run: dict, key: str, first: int, last: int) -> float | None:
+    # Non-finite windows are left out: before the float32 fix of L_sc's cosine (pairs of two zero vectors), the
+    # relation errors against a one-hot truth were NaN in some logging windows (a diagnostic only; training
+    # compares softmax vectors, which are never zero).
+    values = [e[key] for e in run["log_history"]
+              if key in e and first <= e["step"] <= last and math.isfinite(e[key])]
+    return statistics.fmean(values) if values else None
+
+
+def diagnostics_table(runs: list[dict], labels: dict[str, str], fraction: str) -> str:
+    """For each variant with logged diagnostics: every DIAGNOSTICS key averaged over the first tenth, the rest of
+    the first half and the second half of the run's steps, then over seeds."""
+    by_variant: dict[str, list[dict]] = defaultdict(list)
+    for run in runs:
+        if run["fraction"] == fraction:
+            by_variant[run["variant"]].append(run)
+    with_diag = [v for v in labels if v in by_variant
+                 and any("diag/" in k for r in by_variant[v] for e in r["log_history"] for k in e)]
+    steps = max(e["step"] for v in with_diag for r in by_variant[v] for e in r["log_history"])
+    phases = [(1, steps // 10), (steps // 10 + 1, steps // 2), (steps // 2 + 1, steps)]
+    rows = ["| variant | value | " + " | ".join(f"steps {a}–{b}" for a, b in phases) + " |",
+            "|---|---|" + "---|" * len(phases)]
+    for variant in with_diag:
+        for key in DIAGNOSTICS:
+            cells = []
+            for first, last in phases:
+                means = [m for r in by_variant[variant] if (m := _phase_mean(r, key, first, last)) is not None]
+                cells.append(f"{statistics.fmean(means):.3f}" if means else "")
+            if any(cells):
+                rows.append(f"| {labels[variant]} | {key} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def write_plots(runs: list[dict], summary: dict, out: Path, labels: dict[str, str], sweep: tuple[str, ...],

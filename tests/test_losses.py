@@ -367,6 +367,29 @@ def test_structured_zero_vector_gives_finite_gradients():
     assert abs(loss.item() - dense.item()) < 1e-10
 
 
+@pytest.mark.parametrize("max_pairs", [None, 7, 3])  # every pair; subsets; draws with replacement
+def test_structured_float32_pairs_of_zero_vectors_stay_finite(max_pairs):
+    """A one-hot target with ignored pixels (all-zero vectors) in float32: a pair of two ~0 vectors has cosine 0
+    (F.normalize's clamp). The product of their clamped squared norms, 1e-24 · 1e-24, underflows to 0 in
+    float32, and 0 · rsqrt(0) was NaN: every L_sc against such a target was NaN in about 1 step of 25."""
+    student, teacher, owner = _random_case(21)
+    labels = teacher.argmax(dim=1)
+    target = F.one_hot(labels, 4).permute(0, 3, 1, 2).double()
+    ignored = torch.zeros_like(labels, dtype=torch.bool)
+    ignored[:, ::3] = True  # every third row, inside and outside the scored boxes
+    target[:, :, ignored[0] | ignored[1]] = 0.0
+    student = student.clone()
+    student[:, :, ignored[0] | ignored[1]] = 0.0
+    student32 = student.float().requires_grad_()
+    loss = structured_consistency_loss(student32, target.float(), owner, num_boxes=6, last_boxes=4,
+                                       max_pairs=max_pairs, generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(student32.grad).all()
+    if max_pairs is None:
+        dense = structured_consistency_loss_dense(student, target, owner, num_boxes=6, last_boxes=4)
+        assert loss.item() == pytest.approx(dense.item(), rel=1e-5) and dense.item() > 0
+
+
 @pytest.mark.parametrize("max_pairs", [None, 5])
 def test_structured_gradcheck(max_pairs):
     student, teacher, owner = _random_case(12, batch=1, classes=3, height=4, width=5, boxes=3)

@@ -371,7 +371,8 @@ def structured_consistency_loss(
     with torch.no_grad():
         teacher = _SlotCosines.apply(teacher_probs.detach(), at, last_boxes)
     student = _SlotCosines.apply(student_probs, at, last_boxes)
-    squared = (student - teacher).square() * valid.view(batch, last_boxes, slots)
+    # where, not a product: an unused slot's value never reaches the sum, whatever it holds.
+    squared = torch.where(valid.view(batch, last_boxes, slots), (student - teacher).square(), 0.0)
     per_box = squared.sum(dim=2) / chosen.view(batch, last_boxes).clamp_min(1).to(dtype)
     return per_box.sum(dim=1).mean()
 
@@ -504,7 +505,7 @@ class _SlotCosines(torch.autograd.Function):
             vectors, squared_norms, cosine = _box_cosines(flat, at[:, box])
             first, second = vectors.unbind(dim=2)  # (B, C, S)
             weight = grad_cosines[:, box]  # (B, S)
-            inverse = torch.rsqrt(squared_norms.clamp_min(_COSINE_EPS**2).prod(dim=1))
+            inverse = _inverse_norm_product(squared_norms)
             # ∂a/∂p_i = p_j/(‖p_i‖‖p_j‖) − a·p_i/‖p_i‖² (0 where the norm is clamped at eps).
             radial = torch.where(squared_norms > _COSINE_EPS**2, cosine.unsqueeze(1) / squared_norms, 0.0)
             along = (weight * inverse).unsqueeze(1)
@@ -525,8 +526,15 @@ def _box_cosines(flat: torch.Tensor, at: torch.Tensor) -> tuple[torch.Tensor, to
     vectors = vectors.view(batch, num_classes, 2, -1)
     squared_norms = (vectors * vectors).sum(dim=1)
     first, second = vectors.unbind(dim=2)
-    cosine = (first * second).sum(dim=1) * torch.rsqrt(squared_norms.clamp_min(_COSINE_EPS**2).prod(dim=1))
+    cosine = (first * second).sum(dim=1) * _inverse_norm_product(squared_norms)
     return vectors, squared_norms, cosine
+
+
+def _inverse_norm_product(squared_norms: torch.Tensor) -> torch.Tensor:
+    """1 / (max(‖p_i‖, eps)·max(‖p_j‖, eps)) from squared norms (B, 2, S) → (B, S). Each factor is at most 1e12,
+    so the product stays finite; the product of the clamped squares (1e-24 each) underflowed to 0 in float32
+    when both vectors were ~0 (e.g. a one-hot target's ignored pixel), and 0·inf gave NaN."""
+    return torch.rsqrt(squared_norms.clamp_min(_COSINE_EPS**2)).prod(dim=1)
 
 
 def structured_consistency_loss_dense(
