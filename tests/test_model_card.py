@@ -40,6 +40,19 @@ def test_training_card_holds_results_recipe_usage_and_citation(tmp_path, args):
     assert "@article{kim2020structured" in text and "## Intended use and limits" in text
 
 
+def test_the_card_names_other_data_when_told(tmp_path, args):
+    """Data in the Cityscapes layout that is not Cityscapes: its own name and Hub id, not Cityscapes'."""
+    path = write_model_card(tmp_path / "m", TRAINER_METRICS, args=args, num_labeled=10, synthetic=False,
+                            dataset_name="Street scenes of Ulm", dataset_id="user/ulm-streets")
+    card = ModelCard.load(path)
+    result = card.data.eval_results[0]
+    assert (result.dataset_name, result.dataset_type) == ("Street scenes of Ulm", "user/ulm-streets")
+    assert card.data.datasets == ["user/ulm-streets"] and "Street scenes of Ulm" in card.text
+    unnamed = ModelCard.load(write_model_card(tmp_path / "n", TRAINER_METRICS, args=args, num_labeled=10,
+                                              dataset_name="Street scenes of Ulm"))
+    assert unnamed.data.datasets is None  # a name without a Hub id claims no Hub dataset, Cityscapes least
+
+
 def test_update_adds_and_replaces_one_evaluation(tmp_path, args):
     folder = tmp_path / "m"
     write_model_card(folder, TRAINER_METRICS, args=args, data_root="d", num_labeled=1, synthetic=True)

@@ -32,7 +32,7 @@ def tiny_cityscapes(tmp_path_factory):
 def test_recipe_trains_evaluates_and_exports(tiny_cityscapes, tmp_path):
     out = tmp_path / "out"
     argv = [str(REPO / "recipes/configs/embedded.yaml"), "--data_root", str(tiny_cityscapes), "--output_dir", str(out),
-            "--max_steps", "2", *TINY]
+            "--max_steps", "2", "--dataset_name", "tiny street scenes", *TINY]
     metrics = run(*parse_arguments(argv))
     assert 0.0 <= metrics["eval_mean_iou"] <= 1.0
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md"):
@@ -41,6 +41,7 @@ def test_recipe_trains_evaluates_and_exports(tiny_cityscapes, tmp_path):
     result = card.data.eval_results[0]
     assert (result.metric_type == "mean_iou"
             and result.metric_value == pytest.approx(metrics["eval_mean_iou"], abs=1e-4))
+    assert result.dataset_name == "tiny street scenes"  # --dataset_name reaches the card
     assert len(list((out / "predictions").glob("*.png"))) == 2
     assert len(json.loads((out / "train_image_ids_rank0.json").read_text())) == 4  # 2 steps × 2 images
 

@@ -168,26 +168,30 @@ def write_model_card(output_dir: Path, metrics: dict[str, float], *, args: SCLTr
                      num_labeled: int | None, data_root: str | None = None, synthetic: bool = False,
                      num_unlabeled: int | None = None, steps: int | None = None, repo_id: str | None = None,
                      split: str = "validation", inference_mode: str = "whole image",
-                     data_args: object | None = None) -> Path:
+                     data_args: object | None = None, dataset_name: str | None = None,
+                     dataset_id: str | None = None) -> Path:
     """Write `output_dir/README.md` with the validation mIoU in `model-index`; returns its path.
 
     `repo_id` names the model in the loading examples (default: `args.hub_model_id`, else the folder name);
     `steps` is the number of optimisation steps done (default: `args.max_steps`, or the epochs); `data_args`
     (the recipe's `DataArguments`) adds the data settings to the recipe section. `metrics` may be empty (a card
-    without results)."""
+    without results). `dataset_name` and `dataset_id` (a Hub dataset id, listed under `datasets:`) describe
+    data that is neither Cityscapes nor the synthetic set (default: Cityscapes, or the synthetic set)."""
     output_dir = Path(output_dir)
     name = repo_id or getattr(args, "hub_model_id", None) or output_dir.name
-    dataset = "sclseg synthetic Cityscapes" if synthetic else "Cityscapes"
+    default_name, default_id = ("sclseg synthetic Cityscapes", "synthetic-cityscapes") if synthetic else (
+        "Cityscapes", "cityscapes")
+    dataset, dataset_type = dataset_name or default_name, dataset_id or default_id
     mean_iou, pixel_accuracy, per_class = _scores(metrics)
     evaluation = None if mean_iou is None else Evaluation(
-        dataset, "synthetic-cityscapes" if synthetic else "cityscapes", split, inference_mode, mean_iou,
-        pixel_accuracy, per_class)
+        dataset, dataset_type, split, inference_mode, mean_iou, pixel_accuracy, per_class)
     results = _eval_results(evaluation) if evaluation else []
+    hub_datasets = [dataset_id] if dataset_id else ([] if synthetic or dataset_name else ["cityscapes"])
     unlabeled = "not counted (streamed)" if num_unlabeled is None else str(num_unlabeled)
     if getattr(data_args, "unlabeled_source", None):
         unlabeled += f", from `{data_args.unlabeled_source}`"
     card = _render(
-        _card_data(name, results, ["cityscapes"] if not synthetic else []), repo_id=name,
+        _card_data(name, results, hub_datasets), repo_id=name,
         weights_note="These weights are the EMA teacher." if getattr(args, "eval_with_teacher", True) else "",
         results=_results_text(results, [_iou_block(evaluation)] if evaluation else []),
         recipe=_recipe(args, data_args), data_description=dataset + (f" (`{data_root}`)" if data_root else ""),

@@ -71,6 +71,13 @@ class DataArguments:
         metadata={"help": "Height and width of the generated synthetic images (1/4 of Cityscapes per side by "
                           "default)."},
     )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Name of the data in the model card (default: Cityscapes, or the synthetic "
+                                        "set); for data in the Cityscapes layout that is not Cityscapes."},
+    )
+    dataset_id: str | None = field(
+        default=None, metadata={"help": "Hub dataset id of the data, listed in the model card's metadata."},
+    )
     labeled_fraction: str | None = field(
         default=None,
         metadata={"help": "Labeled share of gtFine train, e.g. 1/8 (seeded split); the rest is unlabeled."},
@@ -289,7 +296,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: SCLTrainingA
     train, evaluation, unlabeled, num_labeled = build_datasets(data_args, args)
     processor = SCLImageProcessor()
     card = {"data_root": data_args.data_root, "synthetic": data_args.synthetic, "num_labeled": num_labeled,
-            "data_args": data_args}
+            "data_args": data_args, "dataset_name": data_args.dataset_name, "dataset_id": data_args.dataset_id}
     trainer = SCLTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
                          unlabeled_dataset=unlabeled, processing_class=processor, model_card_data=card)
     # A path, or a Hub repo "user/run[@revision]" whose last-checkpoint/ is downloaded (SCLTrainer.train).
