@@ -94,7 +94,7 @@ SWEEP = ("a_supervised", "cutmix_seg", "b_consistency", "c_scl", "d_scl_no_ema")
 # full size, so blur is off and the labeled loss is plain cross-entropy; SGD lr 0.05 for the from-scratch
 # pretraining (the paper's 0.002 fine-tunes an ImageNet/Mapillary model), 0.01 for the fine-tuning stage.
 BENCH_FLAGS = {"--blur_prob": "0", "--relaxation_window": "1", "--ema_decay": "0.99"}
-FULL = {"protocol": "fine-tune", "warmup_steps": 0, "size": (128, 256), "train": 64, "val": 64, "extra": 512,
+FULL = {"protocol": "fine-tune", "preset": "wrn-small", "warmup_steps": 0, "size": (128, 256), "train": 64, "val": 64, "extra": 512,
         "pretrain_steps": 1500, "steps": 300,
         "pretrain_lr": 0.05, "lr": 0.01, "seeds": (0, 1, 2), "crop": 128, "fractions": ("1/16", "1/8", "1/4"),
         "curve_fractions": ("1/16", "1/8", "1/4", "1/1"), "main_fraction": "1/16", "evals": 3}
@@ -158,7 +158,7 @@ def worker_flags(spec: dict, setup: dict, data_root: Path, output_dir: Path) -> 
     flags.update(SUPERVISED if pretrain else {**VARIANTS, **PROBES}[spec["variant"]])
     if not pretrain:
         flags["--model_name_or_path"] = str(pretrained_dir(output_dir.parents[1], spec["fraction"]))
-    return [item for pair in {**BASE, **flags}.items() for item in pair]
+    return [item for pair in {**BASE, **flags, "--model_preset": setup["preset"]}.items() for item in pair]
 
 
 def one_run_flags(spec: dict, setup: dict, data_root: Path, output_dir: Path) -> list[str]:
@@ -178,7 +178,7 @@ def one_run_flags(spec: dict, setup: dict, data_root: Path, output_dir: Path) ->
     if spec["variant"] != "a_supervised":
         flags["--supervised_warmup_steps"] = str(setup["warmup_steps"])
     flags.update({**VARIANTS, **PROBES}[spec["variant"]])
-    return [item for pair in {**BASE, **flags}.items() for item in pair]
+    return [item for pair in {**BASE, **flags, "--model_preset": setup["preset"]}.items() for item in pair]
 
 
 def build_trainer(flags: list[str], variant: str = "a_supervised"):
@@ -271,6 +271,10 @@ def parse_cli() -> argparse.Namespace:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *PROBES],
                         help="variants to run (default: every variant of the ablation)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="override the seeds")
+    parser.add_argument("--preset", default=None, help="override the model preset (recipe's --model_preset)")
+    parser.add_argument("--pretrain-lr", type=float, default=None, help="override the pretraining learning rate")
+    parser.add_argument("--curve-fractions", nargs="+", default=None,
+                        help="override the supervised curve's fractions (design rounds: 1/16 1/1)")
     parser.add_argument("--fractions", nargs="+", default=None, help="override the labeled fractions (the first "
                         "one is the ablation's)")
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
@@ -286,7 +290,8 @@ def main() -> None:
     if cli.one_run and cli.quick:
         setup["warmup_steps"] = setup["pretrain_steps"]
     overrides = {"steps": cli.steps, "pretrain_steps": cli.pretrain_steps, "seeds": cli.seeds,
-                 "fractions": cli.fractions}
+                 "fractions": cli.fractions, "preset": cli.preset, "pretrain_lr": cli.pretrain_lr,
+                 "curve_fractions": cli.curve_fractions}
     setup.update({k: v for k, v in overrides.items() if v is not None})
     if cli.fractions is not None:
         setup["main_fraction"] = cli.fractions[0]

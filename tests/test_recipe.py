@@ -55,6 +55,21 @@ def test_one_labeled_image_trains(tiny_cityscapes, tmp_path):
     assert len(json.loads((tmp_path / "one" / "train_image_ids_rank0.json").read_text())) == 4
 
 
+@pytest.mark.parametrize("preset,parameters", [("wrn-small", 500_544), ("wrn-medium", 1_123_632)])
+def test_small_presets_keep_the_topology_at_their_width(preset, parameters):
+    from sclseg.recipe import ModelArguments, build_model
+
+    model = build_model(ModelArguments(model_preset=preset))
+    assert sum(p.numel() for p in model.parameters()) == parameters
+    # wrn-medium is wrn-small at 1.5x every width: same depth, same strides and dilations.
+    small, medium = (build_model(ModelArguments(model_preset=name)).config for name in ("wrn-small", "wrn-medium"))
+    assert [[3 * c // 2 for c in stage] for stage in small.backbone_config.stage_channels] == \
+        medium.backbone_config.stage_channels
+    assert small.backbone_config.depths == medium.backbone_config.depths
+    with pytest.raises(ValueError, match="wrn-large"):
+        build_model(ModelArguments(model_preset="wrn-large"))
+
+
 def test_flags_override_the_config(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("max_steps: 7\nstrict_classes: [5, 6]\nsynthetic: true\nlr_scheduler_kwargs: {power: 1.0}\n")
