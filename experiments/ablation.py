@@ -75,9 +75,14 @@ PROBES: dict[str, dict[str, str]] = {
     # The oracle: the guessed label is the truth of the unlabeled images. Does λ_sc·L_sc hurt with right targets?
     "b_consistency_oracle": {**SEMI, "--structured_consistency_weight": "0", "--term_gradient_norm_steps": "10"},
     "c_scl_oracle": {**SEMI, "--term_gradient_norm_steps": "10"},
+    # The same truth through FixMatch's hard-label cross-entropy instead of the squared error: the squared error
+    # of softmax probabilities barely moves a confidently wrong pixel, cross-entropy does. Is the low ceiling of
+    # the oracle rows the unlabeled path's or the squared error's?
+    "fixmatch_oracle": {**VARIANTS["fixmatch"], "--term_gradient_norm_steps": "10"},
 }
 # Probes that train on `diagnostics.LabeledPairs` with `DiagnosticTrainer`: variant -> oracle.
-DIAGNOSED = {"b_consistency_diag": False, "c_scl_diag": False, "b_consistency_oracle": True, "c_scl_oracle": True}
+DIAGNOSED = {"b_consistency_diag": False, "c_scl_diag": False, "b_consistency_oracle": True, "c_scl_oracle": True,
+             "fixmatch_oracle": True}
 LABELS = {"a_supervised": "(a) supervised", "cutmix_seg": "CutMix-Seg mean teacher (French et al.)",
           "fixmatch": "FixMatch pseudo-labels (UniMatch's core)", "b_consistency": "(b) + pixel consistency",
           "c_scl": "(c) + structured consistency (SCL)", "d_scl_no_ema": "(d) SCL without EMA",
@@ -85,7 +90,8 @@ LABELS = {"a_supervised": "(a) supervised", "cutmix_seg": "CutMix-Seg mean teach
           "c_scl_padding_kept": "probe: (c) without the padding mask",
           "b_consistency_diag": "probe: (b) with diagnostics", "c_scl_diag": "probe: (c) with diagnostics",
           "b_consistency_oracle": "probe: (b) with the truth as guessed label",
-          "c_scl_oracle": "probe: (c) with the truth as guessed label"}
+          "c_scl_oracle": "probe: (c) with the truth as guessed label",
+          "fixmatch_oracle": "probe: FixMatch cross-entropy with the truth as guessed label"}
 # Only these variants are run at every fraction; the rest at the main fraction.
 SWEEP = ("a_supervised", "cutmix_seg", "b_consistency", "c_scl", "d_scl_no_ema")
 
