@@ -79,10 +79,17 @@ PROBES: dict[str, dict[str, str]] = {
     # of softmax probabilities barely moves a confidently wrong pixel, cross-entropy does. Is the low ceiling of
     # the oracle rows the unlabeled path's or the squared error's?
     "fixmatch_oracle": {**VARIANTS["fixmatch"], "--term_gradient_norm_steps": "10"},
+    # The truth of the 60 gtFine images only (not the 512 coarse-labeled train_extra images, whose truth is
+    # eroded and mostly 255): the unlabeled images that the all-labels probe below trains on with labels.
+    "fixmatch_oracle_fine": {**VARIANTS["fixmatch"], "--term_gradient_norm_steps": "10"},
+    # The labeled side of the same question: all 64 labels (supervised) fine-tuning the start of the main
+    # fraction. What labeled data itself can add in the fine-tuning stage.
+    "a_all_labels": {**SUPERVISED, "--labeled_fraction": "1/1"},
 }
 # Probes that train on `diagnostics.LabeledPairs` with `DiagnosticTrainer`: variant -> oracle.
 DIAGNOSED = {"b_consistency_diag": False, "c_scl_diag": False, "b_consistency_oracle": True, "c_scl_oracle": True,
-             "fixmatch_oracle": True}
+             "fixmatch_oracle": True, "fixmatch_oracle_fine": True}
+FINE_ONLY = ("fixmatch_oracle_fine",)  # diagnosed probes that stream only the gtFine unlabeled images
 LABELS = {"a_supervised": "(a) supervised", "cutmix_seg": "CutMix-Seg mean teacher (French et al.)",
           "fixmatch": "FixMatch pseudo-labels (UniMatch's core)", "b_consistency": "(b) + pixel consistency",
           "c_scl": "(c) + structured consistency (SCL)", "d_scl_no_ema": "(d) SCL without EMA",
@@ -91,7 +98,9 @@ LABELS = {"a_supervised": "(a) supervised", "cutmix_seg": "CutMix-Seg mean teach
           "b_consistency_diag": "probe: (b) with diagnostics", "c_scl_diag": "probe: (c) with diagnostics",
           "b_consistency_oracle": "probe: (b) with the truth as guessed label",
           "c_scl_oracle": "probe: (c) with the truth as guessed label",
-          "fixmatch_oracle": "probe: FixMatch cross-entropy with the truth as guessed label"}
+          "fixmatch_oracle": "probe: FixMatch cross-entropy with the truth as guessed label",
+          "a_all_labels": "probe: supervised on all labels, from the same start",
+          "fixmatch_oracle_fine": "probe: FixMatch cross-entropy with the truth, gtFine images only"}
 # Only these variants are run at every fraction; the rest at the main fraction.
 SWEEP = ("a_supervised", "cutmix_seg", "b_consistency", "c_scl", "d_scl_no_ema")
 
@@ -210,7 +219,9 @@ def build_trainer(flags: list[str], variant: str = "a_supervised"):
     from sclseg.data import TrainTransform, list_split
     from sclseg.recipe import labeled_and_unlabeled_items
 
-    items = list(labeled_and_unlabeled_items(data_args)[1]) + list_split(data_args.data_root, "train_extra")
+    items = list(labeled_and_unlabeled_items(data_args)[1])
+    if variant not in FINE_ONLY:
+        items += list_split(data_args.data_root, "train_extra")
     transform = TrainTransform(data_args.crop_size, scale_range=tuple(data_args.scale_range),
                                blur_prob=data_args.blur_prob)
     pairs = LabeledPairs(items, transform, pair_mode=data_args.unlabeled_pair_mode, seed=args.seed)
