@@ -82,14 +82,17 @@ PROBES: dict[str, dict[str, str]] = {
     # The truth of the 60 gtFine images only (not the 512 coarse-labeled train_extra images, whose truth is
     # eroded and mostly 255): the unlabeled images that the all-labels probe below trains on with labels.
     "fixmatch_oracle_fine": {**VARIANTS["fixmatch"], "--term_gradient_norm_steps": "10"},
+    # (b)'s squared error with the same gtFine-only truth: the loss's share of the oracle's shortfall.
+    "b_consistency_oracle_fine": {**SEMI, "--structured_consistency_weight": "0", "--term_gradient_norm_steps": "10"},
     # The labeled side of the same question: all 64 labels (supervised) fine-tuning the start of the main
     # fraction. What labeled data itself can add in the fine-tuning stage.
     "a_all_labels": {**SUPERVISED, "--labeled_fraction": "1/1"},
 }
 # Probes that train on `diagnostics.LabeledPairs` with `DiagnosticTrainer`: variant -> oracle.
 DIAGNOSED = {"b_consistency_diag": False, "c_scl_diag": False, "b_consistency_oracle": True, "c_scl_oracle": True,
-             "fixmatch_oracle": True, "fixmatch_oracle_fine": True}
-FINE_ONLY = ("fixmatch_oracle_fine",)  # diagnosed probes that stream only the gtFine unlabeled images
+             "fixmatch_oracle": True, "fixmatch_oracle_fine": True, "b_consistency_oracle_fine": True}
+# Diagnosed probes that stream only the gtFine unlabeled images.
+FINE_ONLY = ("fixmatch_oracle_fine", "b_consistency_oracle_fine")
 LABELS = {"a_supervised": "(a) supervised", "cutmix_seg": "CutMix-Seg mean teacher (French et al.)",
           "fixmatch": "FixMatch pseudo-labels (UniMatch's core)", "b_consistency": "(b) + pixel consistency",
           "c_scl": "(c) + structured consistency (SCL)", "d_scl_no_ema": "(d) SCL without EMA",
@@ -100,7 +103,8 @@ LABELS = {"a_supervised": "(a) supervised", "cutmix_seg": "CutMix-Seg mean teach
           "c_scl_oracle": "probe: (c) with the truth as guessed label",
           "fixmatch_oracle": "probe: FixMatch cross-entropy with the truth as guessed label",
           "a_all_labels": "probe: supervised on all labels, from the same start",
-          "fixmatch_oracle_fine": "probe: FixMatch cross-entropy with the truth, gtFine images only"}
+          "fixmatch_oracle_fine": "probe: FixMatch cross-entropy with the truth, gtFine images only",
+          "b_consistency_oracle_fine": "probe: (b) with the truth, gtFine images only"}
 # Only these variants are run at every fraction; the rest at the main fraction.
 SWEEP = ("a_supervised", "cutmix_seg", "b_consistency", "c_scl", "d_scl_no_ema")
 
