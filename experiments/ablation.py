@@ -298,7 +298,6 @@ def parse_cli() -> argparse.Namespace:
                         help="variants to run (default: every variant of the ablation)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="override the seeds")
     parser.add_argument("--preset", default=None, help="override the model preset (recipe's --model_preset)")
-    parser.add_argument("--pretrain-lr", type=float, default=None, help="override the pretraining learning rate")
     parser.add_argument("--curve-fractions", nargs="+", default=None,
                         help="override the supervised curve's fractions (design rounds: 1/16 1/1)")
     parser.add_argument("--fractions", nargs="+", default=None, help="override the labeled fractions (the first "
@@ -318,7 +317,7 @@ def main() -> None:
     if cli.one_run and cli.quick:
         setup["warmup_steps"] = setup["pretrain_steps"]
     overrides = {"steps": cli.steps, "pretrain_steps": cli.pretrain_steps, "seeds": cli.seeds,
-                 "fractions": cli.fractions, "preset": cli.preset, "pretrain_lr": cli.pretrain_lr,
+                 "fractions": cli.fractions, "preset": cli.preset,
                  "curve_fractions": cli.curve_fractions}
     setup.update({k: v for k, v in overrides.items() if v is not None})
     if cli.fractions is not None:

@@ -56,12 +56,17 @@ def test_one_labeled_image_trains(tiny_cityscapes, tmp_path):
 
 
 @pytest.mark.parametrize("preset,parameters", [("wrn-small", 500_544), ("wrn-medium", 1_123_632)])
-def test_small_presets_keep_the_topology_at_their_width(preset, parameters):
+def test_small_presets_have_their_parameter_count(preset, parameters):
     from sclseg.recipe import ModelArguments, build_model
 
     model = build_model(ModelArguments(model_preset=preset))
     assert sum(p.numel() for p in model.parameters()) == parameters
-    # wrn-medium is wrn-small at 1.5x every width: same depth, same strides and dilations.
+
+
+def test_wrn_medium_is_wrn_small_at_one_and_a_half_times_the_width():
+    from sclseg.recipe import ModelArguments, build_model
+
+    # Same depth, same strides and dilations; every stage 1.5x as wide.
     small, medium = (build_model(ModelArguments(model_preset=name)).config for name in ("wrn-small", "wrn-medium"))
     assert [[3 * c // 2 for c in stage] for stage in small.backbone_config.stage_channels] == \
         medium.backbone_config.stage_channels
