@@ -120,6 +120,7 @@ BENCH_FLAGS = {"--blur_prob": "0", "--relaxation_window": "1", "--ema_decay": "0
 FULL = {"protocol": "fine-tune", "preset": "wrn-small", "warmup_steps": 0, "size": (128, 256), "train": 64, "val": 64,
         "extra": 512, "pretrain_steps": 3000, "steps": 300,
         "pretrain_lr": 0.05, "lr": 0.01, "seeds": (0, 1, 2), "crop": 128, "fractions": ("1/16", "1/8", "1/4"),
+        "unlabeled_batch": 2,
         "curve_fractions": ("1/16", "1/8", "1/4", "1/1"), "main_fraction": "1/16", "evals": 3}
 # Protocol "one-run" (`--one-run`, design v2's budget, which the embedded default follows): 1800 steps from
 # scratch, the unlabeled terms on for the second half (900 steps at the schedule's upper half, instead of 300
@@ -182,7 +183,15 @@ def worker_flags(spec: dict, setup: dict, data_root: Path, output_dir: Path) -> 
     flags.update(SUPERVISED if pretrain else {**VARIANTS, **PROBES}[spec["variant"]])
     if not pretrain:
         flags["--model_name_or_path"] = str(pretrained_dir(output_dir.parents[1], spec["fraction"]))
-    return [item for pair in {**BASE, **flags, "--model_preset": setup["preset"]}.items() for item in pair]
+    return flag_list(flags, setup)
+
+
+def flag_list(flags: dict[str, str], setup: dict) -> list[str]:
+    """BASE, then `flags`, the preset and (for the semi-supervised variants) `unlabeled_batch` pairs per step."""
+    flags = {**BASE, **flags, "--model_preset": setup["preset"]}
+    if "--unlabeled_batch_size" in flags:
+        flags["--unlabeled_batch_size"] = str(setup["unlabeled_batch"])
+    return [item for pair in flags.items() for item in pair]
 
 
 def one_run_flags(spec: dict, setup: dict, data_root: Path, output_dir: Path) -> list[str]:
@@ -202,7 +211,7 @@ def one_run_flags(spec: dict, setup: dict, data_root: Path, output_dir: Path) ->
     if spec["variant"] != "a_supervised":
         flags["--supervised_warmup_steps"] = str(setup["warmup_steps"])
     flags.update({**VARIANTS, **PROBES}[spec["variant"]])
-    return [item for pair in {**BASE, **flags, "--model_preset": setup["preset"]}.items() for item in pair]
+    return flag_list(flags, setup)
 
 
 def build_trainer(flags: list[str], variant: str = "a_supervised"):
@@ -302,6 +311,10 @@ def parse_cli() -> argparse.Namespace:
                         help="override the supervised curve's fractions (design rounds: 1/16 1/1)")
     parser.add_argument("--fractions", nargs="+", default=None, help="override the labeled fractions (the first "
                         "one is the ablation's)")
+    parser.add_argument("--unlabeled-batch", type=int, default=None, help="unlabeled pairs per step of every "
+                        "semi-supervised variant (default 2)")
+    parser.add_argument("--starts-from", type=Path, default=None, help="results folder whose supervised starts "
+                        "(work/pretrained_f*) this one reuses instead of pretraining again")
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -318,7 +331,7 @@ def main() -> None:
         setup["warmup_steps"] = setup["pretrain_steps"]
     overrides = {"steps": cli.steps, "pretrain_steps": cli.pretrain_steps, "seeds": cli.seeds,
                  "fractions": cli.fractions, "preset": cli.preset,
-                 "curve_fractions": cli.curve_fractions}
+                 "curve_fractions": cli.curve_fractions, "unlabeled_batch": cli.unlabeled_batch}
     setup.update({k: v for k, v in overrides.items() if v is not None})
     if cli.fractions is not None:
         setup["main_fraction"] = cli.fractions[0]
@@ -329,6 +342,8 @@ def main() -> None:
     out = cli.out or ROOT / "experiments" / "results" / name
     for sub in ("runs", "logs", "work"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    if cli.starts_from is not None:
+        reuse_starts(cli.starts_from, out)
     started = time.perf_counter()
     if not cli.report_only:
         collect(setup, out, cli)
@@ -343,6 +358,17 @@ def main() -> None:
     write_report(results, setup, out, wall_s=time.perf_counter() - started, environment=environment(),
                  labels=LABELS, sweep=SWEEP, classes=classes)
     print(f"report: {out / 'results.md'}")
+
+
+def reuse_starts(source: Path, out: Path) -> None:
+    """Link `source`'s supervised starts into `out`: probes of one design share its starting weights."""
+    for run in sorted(source.glob("runs/pretrain_f*.json")):
+        fraction = run.stem.removeprefix("pretrain_f")
+        model, target = source / "work" / f"pretrained_f{fraction}", out / "work" / f"pretrained_f{fraction}"
+        if not (out / "runs" / run.name).exists():
+            (out / "runs" / run.name).write_text(run.read_text())
+        if not target.exists():
+            target.symlink_to(model.resolve(), target_is_directory=True)
 
 
 def collect(setup: dict, out: Path, cli: argparse.Namespace) -> None:
