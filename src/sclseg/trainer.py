@@ -33,6 +33,7 @@ from .checkpointing import (
 from .collator import segmentation_collator
 from .cutmix import cutmix, sample_cutmix_boxes
 from .data.sampling import EpochShuffleSampler
+from .data.strong_view import strong_view
 from .evaluation.trainer_metrics import SegmentationMetrics, per_image_confusion
 from .hub import HubPushMixin, parse_hub_checkpoint
 from .losses import (
@@ -293,8 +294,19 @@ class SCLTrainer(HubPushMixin, Trainer):
         self._record("ema/decay", torch.tensor(self.teacher.decay))
         union = boxes.mask[:, 0] > 0.5
         valid = torch.where(union, batch["valid_b"], batch["valid_a"])
-        return {"u_m": cutmix(u_a, u_b, boxes.mask.to(u_a.dtype)), "p_mt": cutmix(p_a, p_b, boxes.mask),
+        s_a, s_b = self.student_views(u_a, u_b)
+        return {"u_m": cutmix(s_a, s_b, boxes.mask.to(u_a.dtype)), "p_mt": cutmix(p_a, p_b, boxes.mask),
                 "owner": boxes.owner, "valid": valid}
+
+    def student_views(self, u_a: torch.Tensor, u_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the student sees of the two views: the same pixels as the teacher, or, with `student_jitter` /
+        `student_grayscale_prob`, their strong views (same geometry, so the guessed label stays aligned)."""
+        args: SCLTrainingArguments = self.args
+        if args.student_jitter <= 0 and args.student_grayscale_prob <= 0:
+            return u_a, u_b
+        views = strong_view(torch.cat([u_a, u_b]), jitter=args.student_jitter,
+                            grayscale_prob=args.student_grayscale_prob, generator=self.generator)
+        return views.chunk(2)
 
     def _next_unlabeled(self) -> dict[str, torch.Tensor]:
         """The next `unlabeled_batch_size` pairs, stacked and on the device; `valid_a`/`valid_b` (B, h, w) bool
@@ -481,6 +493,7 @@ class SCLTrainer(HubPushMixin, Trainer):
                  f"λ_sc={a.structured_consistency_weight:g}", f"λ_u={a.pseudo_label_weight:g}",
                  f"boxes={a.cutmix_boxes}", f"pairs={getattr(self.unlabeled_dataset, 'pair_mode', 'as streamed')}",
                  f"ema={a.ema_decay:g}",
+                 f"student view: jitter {a.student_jitter:g}, grey {a.student_grayscale_prob:g}",
                  f"padding {'masked' if a.mask_padding else 'kept'}"]
         return "SCLTrainer: " + ", ".join(parts)
 

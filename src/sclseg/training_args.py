@@ -51,6 +51,18 @@ class SCLTrainingArguments(TrainingArguments):
         default=0.95,
         metadata=_help("Teacher confidence a pixel needs to get a pseudo-label (FixMatch, UniMatch: 0.95)."),
     )
+    student_jitter: float = field(
+        default=0.0,
+        metadata=_help("Colour jitter of the student's unlabeled views only, on 80% of the images: brightness, "
+                       "contrast and saturation factors in [1 - j, 1 + j], hue shift in [-j/2, j/2] turns; the "
+                       "teacher guesses on the views without it (FixMatch's weak-to-strong; UniMatch: 0.5). 0 = off "
+                       "(the paper)."),
+    )
+    student_grayscale_prob: float = field(
+        default=0.0,
+        metadata=_help("Probability that a student unlabeled view is turned grey after the jitter (UniMatch: 0.2); "
+                       "0 = off (the paper)."),
+    )
     mask_padding: bool = field(
         default=True,
         metadata=_help("Leave out of L_c, L_sc and the pseudo-label loss the unlabeled pixels that are crop padding "
@@ -163,6 +175,8 @@ class SCLTrainingArguments(TrainingArguments):
              "consistency_confidence_threshold must lie in [0, 1]"),
             (self.pseudo_label_weight >= 0, "pseudo_label_weight must be >= 0"),
             (0.0 <= self.pseudo_label_threshold <= 1.0, "pseudo_label_threshold must lie in [0, 1]"),
+            (0.0 <= self.student_jitter <= 1.0, "student_jitter must lie in [0, 1]"),
+            (0.0 <= self.student_grayscale_prob <= 1.0, "student_grayscale_prob must lie in [0, 1]"),
             (self.cutmix_boxes >= 1, "cutmix_boxes must be >= 1"),
             (1 <= self.structured_boxes <= self.cutmix_boxes, "structured_boxes must lie in [1, cutmix_boxes]"),
             (self.max_pairs is None or self.max_pairs >= 1, "max_pairs must be >= 1 or None"),
