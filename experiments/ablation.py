@@ -122,7 +122,7 @@ LABELS = {"a_supervised": "(a) supervised", "cutmix_seg": "CutMix-Seg mean teach
           "fixmatch_oracle_fine": "probe: FixMatch cross-entropy with the truth, gtFine images only",
           "b_consistency_oracle_fine": "probe: (b) with the truth, gtFine images only"}
 # Only these variants are run at every fraction; the rest at the main fraction.
-SWEEP = ("a_supervised", "cutmix_seg", "b_consistency", "c_scl", "d_scl_no_ema")
+SWEEP = ("a_supervised", "cutmix_seg", "cutmix_seg_strong", "b_consistency", "c_scl", "d_scl_no_ema")
 
 # The benchmark's design, fixed from the supervised curve alone (RESULTS.md, "how the benchmark was chosen"):
 # images at 128x256 (1/8 of Cityscapes per side), 64 gtFine train images (1/16 = 4 labeled), 512 train_extra.
@@ -369,7 +369,8 @@ def main() -> None:
                if not path.name.startswith("pretrain_")]  # every finished run in the folder, probes included
     curve_name = "ablation-quick" if cli.quick else ("ablation" if cli.one_run else "ablation-v3")
     curve = ROOT / "experiments" / "results" / curve_name / "results.json"
-    from_curve = setup["protocol"] == "one-run" or cli.no_curve  # no 1/1 run in this folder
+    # No 1/1 run in this folder: the scored classes are those of the design's curve.
+    from_curve = setup["protocol"] == "one-run" or cli.no_curve or "1/1" not in setup["curve_fractions"]
     classes = json.loads(curve.read_text())["scored_classes"] if from_curve else None
     write_report(results, setup, out, wall_s=time.perf_counter() - started, environment=environment(),
                  labels=LABELS, sweep=SWEEP, classes=classes)
