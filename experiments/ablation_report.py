@@ -119,7 +119,8 @@ def sweep_table(summary: dict, labels: dict[str, str], sweep: tuple[str, ...]) -
             continue
         cells = [_pm(summary[fraction][v]["mean"], summary[fraction][v]["std"]) if v in summary[fraction] else "—"
                  for v in present]
-        labeled = next(iter(summary[fraction].values()))["num_labeled"]
+        # The fewest: the all-labels probe runs at the main fraction's start with every label.
+        labeled = min(entry["num_labeled"] for entry in summary[fraction].values())
         rows.append(f"| {fraction} | {labeled} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
