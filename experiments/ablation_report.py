@@ -174,7 +174,8 @@ def write_report(runs: list[dict], setup: dict, out: Path, *, wall_s: float, env
              "## Label-fraction sweep (scored mIoU, %)", "", sweep_table(summary, labels, sweep), "",
              f"## Per-class IoU at {main} (%, mean over seeds)", "", per_class_table(summary, main, labels), "",
              "## Starting points (supervised pretraining, seed 0)", "", pretrain_table(out, classes), ""]
-    if any(key.startswith("diag/") for run in runs for entry in run["log_history"] for key in entry):
+    if any(key.startswith("diag/") for run in runs if run["fraction"] == main for entry in run["log_history"]
+           for key in entry):
         lines += ["## Per-step diagnostics (mean over seeds of each phase's mean)", "",
                   diagnostics_table(runs, labels, main), ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
