@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from .transforms import (
-    IMAGENET_MEAN, IMAGENET_STD, _grey, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation,
+    IMAGENET_MEAN, IMAGENET_STD, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, luma,
 )
 
 # UniMatch applies its colour jitter to 80% of the images.
@@ -49,7 +49,7 @@ def strong_view(pixels: torch.Tensor, *, jitter: float, grayscale_prob: float,
                 op, factor = ops[index]
                 image = op(image, factor)
         if draws[k, 5] < grayscale_prob:
-            image = _grey(image).expand(3, -1, -1)
+            image = luma(image).expand(3, -1, -1)
         views.append((image - mean_t) / std_t)
     return torch.stack(views).to(pixels.dtype)
 

@@ -184,7 +184,8 @@ def apply_geometry(image: np.ndarray, label: np.ndarray | None, geometry: CropGe
 # Photometric augmentation on (3, h, w) float images in [0, 1].
 
 
-def _grey(pixels: torch.Tensor) -> torch.Tensor:
+def luma(pixels: torch.Tensor) -> torch.Tensor:
+    """(3, h, w) RGB in [0, 1] -> (1, h, w) grey level with the ITU-R 601 weights (PIL's convert("L"))."""
     r, g, b = pixels.unbind(0)
     return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(0)
 
@@ -196,13 +197,13 @@ def adjust_brightness(pixels: torch.Tensor, factor: float) -> torch.Tensor:
 
 def adjust_contrast(pixels: torch.Tensor, factor: float) -> torch.Tensor:
     """Blend with the mean grey level of the whole image (PIL `ImageEnhance.Contrast`)."""
-    mean = _grey(pixels).mean()
+    mean = luma(pixels).mean()
     return ((pixels - mean) * factor + mean).clamp_(0.0, 1.0)
 
 
 def adjust_saturation(pixels: torch.Tensor, factor: float) -> torch.Tensor:
     """Blend with the per-pixel grey image (PIL `ImageEnhance.Color`)."""
-    grey = _grey(pixels)
+    grey = luma(pixels)
     return ((pixels - grey) * factor + grey).clamp_(0.0, 1.0)
 
 
