@@ -312,6 +312,8 @@ def test_training_arguments_validation(tmp_path):
         make_args(tmp_path, structured_boxes=33)
     with pytest.raises(ValueError, match="unlabeled_pair_mode"):
         DataArguments(unlabeled_pair_mode="other")
+    with pytest.warns(UserWarning, match="resumed at an epoch boundary"):
+        make_args(tmp_path, dataloader_num_workers=1, dataloader_persistent_workers=True)
     args = make_args(tmp_path)
     assert (args.consistency_weight, args.structured_consistency_weight, args.cutmix_boxes, args.structured_boxes,
             args.ema_decay, args.learning_rate, args.weight_decay) == (20.0, 3.0, 32, 16, 0.999, 0.002, 0.001)
