@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from sclseg.cutmix import sample_cutmix_boxes
 from sclseg.losses import (
+    _relaxed_loss,
     _sample_pair_ranks,
     pixel_consistency_loss,
     pseudo_label_loss,
@@ -87,6 +88,23 @@ def test_window1_without_weights_is_cross_entropy():
     (grad_ours,) = torch.autograd.grad(ours, logits)
     (grad_ref,) = torch.autograd.grad(reference, logits)
     torch.testing.assert_close(grad_ours, grad_ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("boundary_weight", [1.0, 2.0])
+def test_window1_fast_path_equals_the_window_machinery(boundary_weight):
+    # window 1 without class weights takes F.cross_entropy; the general multi-hot path must give the same loss
+    # and gradient, with ignored pixels, an image with none valid and the relaxation-off boundary weight.
+    generator = torch.Generator().manual_seed(2)
+    logits = torch.randn(3, 6, 9, 11, generator=generator, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 6, (3, 9, 11), generator=generator)
+    labels[0, :4] = 255
+    labels[2] = 255
+    fast = relaxed_boundary_loss(logits, labels, window=1, boundary_weight=boundary_weight, strict_classes=(2,))
+    general = _relaxed_loss(logits, labels, 1, 0.0, (2,), 255, boundary_weight)
+    assert fast.item() == pytest.approx(general.item(), abs=1e-12)
+    (grad_fast,) = torch.autograd.grad(fast, logits)
+    (grad_general,) = torch.autograd.grad(general, logits)
+    torch.testing.assert_close(grad_fast, grad_general, rtol=0, atol=1e-12)
 
 
 def test_batch_is_mean_of_per_image_means():
