@@ -1,4 +1,4 @@
-"""Training throughput of the embedded default under three labeled-loader settings.
+"""Training throughput of the embedded default under each labeled-loader setting.
 
     python benchmarks/bench_loader.py [--steps 200] [--repeats 2]
 

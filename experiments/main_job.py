@@ -84,12 +84,12 @@ def val_confusions(folder: Path) -> torch.Tensor:
     return torch.stack(matrices)
 
 
-def _scored_miou(confusion: torch.Tensor, indices: list[int]) -> torch.Tensor:
-    """(R, C, C) summed confusion matrices → (R,) mIoU in % over the class `indices` (0/0 counts 0)."""
-    diagonal = confusion.diagonal(dim1=1, dim2=2).double()
-    union = confusion.sum(1).double() + confusion.sum(2).double() - diagonal
-    iou = torch.where(union > 0, diagonal / union.clamp_min(1), torch.zeros_like(union))
-    return 100 * iou[:, indices].mean(1)
+def _scored_miou(confusion: torch.Tensor, indices: list[int]) -> float:
+    """mIoU in % of a (C, C) confusion matrix over the class `indices` (a class absent from both counts 0)."""
+    from sclseg.evaluation.metrics import scores_from_confusion
+
+    iou = scores_from_confusion(confusion)["per_class_iou"]
+    return 100 * statistics.fmean(0.0 if iou[i] != iou[i] else iou[i] for i in indices)
 
 
 def bootstrap_std(seed: int, classes: list[str], resamples: int = 1000) -> float:
@@ -99,8 +99,8 @@ def bootstrap_std(seed: int, classes: list[str], resamples: int = 1000) -> float
     ssl, sup = val_confusions(output_dir("ssl", seed)), val_confusions(output_dir("sup", seed))
     indices = [CLASS_NAMES.index(name) for name in classes]
     picks = torch.randint(len(ssl), (resamples, len(ssl)), generator=torch.Generator().manual_seed(seed))
-    difference = _scored_miou(ssl[picks].sum(1), indices) - _scored_miou(sup[picks].sum(1), indices)
-    return float(difference.std())
+    differences = [_scored_miou(ssl[p].sum(0), indices) - _scored_miou(sup[p].sum(0), indices) for p in picks]
+    return statistics.stdev(differences)
 
 
 def report(seeds: list[int], classes: list[str], wall: dict[str, float], out: Path) -> str:
@@ -136,7 +136,9 @@ def main() -> None:
                         help="folder of results.json and results.md")
     cli = parser.parse_args()
     classes = json.loads((ROOT / "experiments/results/ablation-v3/results.json").read_text())["scored_classes"]
-    wall: dict[str, float] = {}
+    recorded = cli.out / "results.json"
+    # A report of finished runs keeps the wall times the runs recorded.
+    wall = json.loads(recorded.read_text()).get("wall_s", {}) if cli.report_only and recorded.exists() else {}
     if not cli.report_only:
         for seed in cli.seeds:
             for kind in RUNS:
